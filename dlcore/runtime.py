@@ -1,0 +1,159 @@
+"""Where the book's code runs: device choice, seeding, and an environment report.
+
+Every chapter starts with::
+
+    import dlcore
+    device = dlcore.get_device()      # cuda > mps > cpu; DLCORE_DEVICE=cpu|cuda|cuda:1|mps overrides
+    dlcore.seed_everything(0)
+    dlcore.env_report()               # versions, device, threads: what these numbers were measured on
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "env_report", "EnvReport"]
+
+_DEVICE_ENV = "DLCORE_DEVICE"
+
+
+def _available(kind: str) -> bool:
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    return kind == "cpu"
+
+
+def get_device(prefer: str | torch.device | None = None) -> torch.device:
+    """The device to compute on.
+
+    Order: ``prefer`` if given, else the ``DLCORE_DEVICE`` environment variable, else the best
+    available of cuda > mps > cpu. Asking for a device that is not present is an error rather than a
+    silent fallback to CPU, so a GPU run can never quietly measure the CPU.
+    """
+    if prefer is not None and not isinstance(prefer, (str, torch.device)):
+        raise TypeError(f"prefer must be a str or torch.device, got {type(prefer).__name__}")
+    choice = prefer if prefer is not None else os.environ.get(_DEVICE_ENV, "").strip() or None
+    if choice is None:
+        for kind in ("cuda", "mps"):
+            if _available(kind):
+                return torch.device(kind)
+        return torch.device("cpu")
+    source = "prefer" if prefer is not None else _DEVICE_ENV
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"{source}={choice!r} is not a device name (try cpu, cuda, cuda:0, mps)") from err
+    if not _available(device.type):
+        raise ValueError(f"{source}={choice!r} asks for {device.type}, which this machine does not have")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"{source}={choice!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+        )
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU ``torch.Generator`` seeded the same.
+
+    ``deterministic=True`` also asks torch for deterministic kernels (slower on GPU; on CPU our code
+    is already deterministic for a fixed thread count).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA too
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class EnvReport:
+    """What a measurement ran on. Shown at the top of every chapter so numbers carry their context."""
+
+    python: str
+    platform: str
+    torch: str
+    numpy: str
+    device: str
+    device_name: str
+    threads: int
+    cpu_count: int
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[str, str]]:
+        base = [
+            ("python", self.python),
+            ("platform", self.platform),
+            ("torch", self.torch),
+            ("numpy", self.numpy),
+            ("device", f"{self.device} ({self.device_name})"),
+            ("torch threads", str(self.threads)),
+            ("cpu cores", str(self.cpu_count)),
+        ]
+        return base + sorted(self.extras.items())
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self.rows())
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
+
+    def _repr_markdown_(self) -> str:
+        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in self.rows())
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU"
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def env_report(device: torch.device | str | None = None) -> EnvReport:
+    """Versions, device and threads, as an :class:`EnvReport` (prints as a table in notebooks)."""
+    dev = get_device(device)
+    extras: dict[str, str] = {"dlcore": _dlcore_version()}
+    for name in ("torchvision", "sklearn"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                continue
+        extras[name] = getattr(module, "__version__", "?")
+    if dev.type == "cuda":
+        extras["cuda"] = str(torch.version.cuda)
+    return EnvReport(
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        device=str(dev),
+        device_name=_device_name(dev),
+        threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count() or 1,
+        extras=extras,
+    )
+
+
+def _dlcore_version() -> str:
+    from dlcore import __version__
+
+    return __version__
