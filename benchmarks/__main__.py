@@ -1,7 +1,7 @@
 """Run every benchmark module, print one table of ratios, write JSON (default ``_build/bench.json``).
 
-    python -m benchmarks                 # all
-    python -m benchmarks --only train    # modules whose name contains "train"
+python -m benchmarks                 # all
+python -m benchmarks --only train    # modules whose name contains "train"
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = dlcore.get_device()
-    print(f"dlcore {dlcore.__version__} · torch {torch.__version__} · {device} · "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"dlcore {dlcore.__version__} · torch {torch.__version__} · {device} · "
+        f"{torch.get_num_threads()} threads"
+    )
     results = []
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in SKIP)
     for module_name in names:
@@ -49,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r.name:<44} {r.ours_s * 1e3:>8.2f}ms {r.reference_s * 1e3:>8.2f}ms "
-              f"{r.metric:>11} {r.value:>6.2f}x {r.target:>8}  {'yes' if r.met else 'NO'}")
+        print(
+            f"{r.name:<44} {r.ours_s * 1e3:>8.2f}ms {r.reference_s * 1e3:>8.2f}ms "
+            f"{r.metric:>11} {r.value:>6.2f}x {r.target:>8}  {'yes' if r.met else 'NO'}"
+        )
         print(f"{'  vs ' + r.reference_name:<44}")
 
     out = Path(args.json)

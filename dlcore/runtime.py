@@ -51,10 +51,18 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     try:
         device = torch.device(choice)
     except (RuntimeError, ValueError) as err:
-        raise ValueError(f"{source}={choice!r} is not a device name (try cpu, cuda, cuda:0, mps)") from err
+        raise ValueError(
+            f"{source}={choice!r} is not a device name (try cpu, cuda, cuda:0, mps)"
+        ) from err
     if not _available(device.type):
-        raise ValueError(f"{source}={choice!r} asks for {device.type}, which this machine does not have")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"{source}={choice!r} asks for {device.type}, which this machine does not have"
+        )
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
         raise ValueError(
             f"{source}={choice!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
         )

@@ -6,12 +6,12 @@ import re
 import site
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's.
@@ -44,7 +44,9 @@ def test_environment_yml_mirrors_pyproject():
     for extra in ("book", "dev", "offline"):
         wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
     conda = {CONDA_TO_PYPI.get(_name(r), _name(r)) for r in _conda_requirements()} - {"python"}
-    assert conda == wanted, f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
+    assert conda == wanted, (
+        f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
+    )
 
 
 def test_version_agrees():
@@ -57,7 +59,16 @@ def test_version_agrees():
 def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(dist),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -65,6 +76,7 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     (wheel,) = dist.glob("dlcore-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "dlcore/py.typed" in names and "dlcore/__init__.py" in names
+    assert "dlcore/measure/ledger.py" in names, "subpackages must ship too"
     assert not any(n.startswith(("tests/", "chapters/")) for n in names), names
 
     env = tmp_path / "venv"

@@ -1,0 +1,348 @@
+"""The Ledger: one row per experiment, its investment (costs) beside its return, as a table and a plot."""
+
+from __future__ import annotations
+
+import html
+import json
+import numbers
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlcore.measure.costs import track_memory
+from dlcore.measure.units import _as_real, format_value
+from dlcore.runtime import get_device
+
+__all__ = [
+    "INVESTMENT_KEYS",
+    "RETURN_KEYS",
+    "Row",
+    "Ledger",
+]
+
+#: Known investment keys and their meaning (with units). Other keys are allowed.
+INVESTMENT_KEYS: dict[str, str] = {
+    "params": "parameters (count)",
+    "flops_per_sample": "FLOPs per sample (multiply-add = 2)",
+    "train_s": "training time (s)",
+    "samples_per_s": "throughput (samples/s)",
+    "peak_mem_bytes": "peak memory (bytes)",
+    "bytes_sent": "bytes communicated (bytes)",
+    "model_bytes": "model size on disk (bytes)",
+}
+#: Known return keys and their meaning (with units). Other keys are allowed.
+RETURN_KEYS: dict[str, str] = {
+    "test_acc": "test accuracy (fraction)",
+    "test_loss": "test loss",
+    "latency_s": "latency per call (s)",
+}
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def _check_name(name: Any, what: str = "name") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{what} must be a non-empty str, got {name!r}")
+    return name
+
+
+@dataclass
+class Row:
+    """One experiment: its ``investment`` (costs), its ``result`` (returns) and free-form ``tags``.
+
+    Set values with :meth:`invest` and :meth:`returns`; each value must be a finite real number
+    (int, float, NumPy scalar or 0-d tensor; stored as float). Known keys, with units, are listed
+    in :data:`INVESTMENT_KEYS` and :data:`RETURN_KEYS`; other keys are allowed.
+    """
+
+    name: str
+    investment: dict[str, float] = field(default_factory=dict)
+    result: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_name(self.name)
+        investment, result, tags = self.investment, self.result, self.tags
+        for what, d in (("investment", investment), ("result", result), ("tags", tags)):
+            if not isinstance(d, dict):
+                raise TypeError(f"{what} must be a dict, got {type(d).__name__}")
+        self.investment, self.result = {}, {}
+        self.tags = {}
+        for key, value in tags.items():
+            _check_name(key, "tag name")
+            if not isinstance(value, (str, numbers.Real)):
+                raise ValueError(f"tag {key!r} must be a str or number, got {value!r}")
+            self.tags[key] = str(value)
+        self.invest(**investment)
+        self.returns(**result)
+
+    def _set(self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]) -> None:
+        # A key lives in one place only, so flat records and plots are never ambiguous.
+        wrong = RETURN_KEYS if target is self.investment else INVESTMENT_KEYS
+        for key, value in kw.items():
+            if key in wrong or key in other:
+                kind = "an investment" if wrong is INVESTMENT_KEYS else "a return"
+                raise ValueError(f"{key!r} is {kind} of row {self.name!r}, not both")
+            if key in self.tags or key == "name":
+                raise ValueError(f"{key!r} clashes with a tag or the name of row {self.name!r}")
+            target[key] = _as_real(value, key)
+
+    def invest(self, **kw: Any) -> Row:
+        """Record costs, e.g. ``row.invest(params=397_510, train_s=12.5)``; returns the row."""
+        self._set(self.investment, self.result, kw)
+        return self
+
+    def returns(self, **kw: Any) -> Row:
+        """Record returns, e.g. ``row.returns(test_acc=0.978)``; returns the row."""
+        self._set(self.result, self.investment, kw)
+        return self
+
+    def get(self, key: str) -> float | None:
+        """The value of an investment or result ``key``, or None if this row lacks it."""
+        return self.investment.get(key, self.result.get(key))
+
+
+def _columns(rows: list[Row], attr: str, known: dict[str, str]) -> list[str]:
+    present: dict[str, None] = {}
+    for row in rows:
+        present.update(dict.fromkeys(getattr(row, attr)))
+    return [k for k in known if k in present] + [k for k in present if k not in known]
+
+
+class Ledger:
+    """Rows of (investment, return), one per experiment — the book's spine.
+
+    Row names are unique within a ledger (they label the points of :meth:`plot`). The ledger
+    renders as a table in a notebook, saves to JSON, and :meth:`concat` joins the chapters'
+    ledgers for the ROI chapter. ``device``: whose memory :meth:`row` tracks (default
+    :func:`dlcore.get_device`).
+    """
+
+    def __init__(self, name: str, *, device: torch.device | str | None = None) -> None:
+        self.name = _check_name(name)
+        self.device = device
+        self.rows: list[Row] = []
+
+    # ---- adding rows
+    def _check_new(self, name: str) -> None:
+        if any(r.name == name for r in self.rows):
+            raise ValueError(f"ledger {self.name!r} already has a row named {name!r}")
+
+    def _append(self, row: Row) -> Row:
+        self._check_new(row.name)
+        self.rows.append(row)
+        return row
+
+    @contextmanager
+    def row(self, name: str, **tags: Any) -> Iterator[Row]:
+        """Run the block as one experiment; add its row only if the block succeeds.
+
+        Records ``train_s`` (wall time via ``time.perf_counter``, after a device sync) and
+        ``peak_mem_bytes`` (:func:`track_memory`: exact on CUDA, sampled RSS growth on CPU)
+        unless the block set them itself. A block that
+        raises adds no row and the exception propagates.
+        """
+        row = Row(name, tags=tags)
+        self._check_new(name)
+        device = get_device(self.device)
+        with track_memory(device) as usage:
+            start = time.perf_counter()
+            yield row
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the block's kernels may still be running
+            elapsed = time.perf_counter() - start
+        measured = {"train_s": elapsed, "peak_mem_bytes": usage.peak_bytes}
+        row.invest(**{k: v for k, v in measured.items() if k not in row.investment})
+        self._append(row)
+
+    def add(
+        self,
+        name: str,
+        *,
+        invest: dict[str, Any] | None = None,
+        returns: dict[str, Any] | None = None,
+        **tags: Any,
+    ) -> Row:
+        """Add a row measured elsewhere: ``ledger.add("int8", invest={...}, returns={...})``."""
+        for what, d in (("invest", invest), ("returns", returns)):
+            if d is not None and not isinstance(d, dict):
+                raise TypeError(f"{what} must be a dict or None, got {type(d).__name__}")
+        return self._append(Row(name, dict(invest or {}), dict(returns or {}), tags))
+
+    # ---- container protocol
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __getitem__(self, key: int | str) -> Row:
+        if isinstance(key, str):
+            for row in self.rows:
+                if row.name == key:
+                    return row
+            raise KeyError(f"no row named {key!r} in ledger {self.name!r}; rows: {self.names}")
+        if isinstance(key, int) and not isinstance(key, bool):
+            return self.rows[key]
+        raise TypeError(f"key must be a row name (str) or index (int), got {key!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ledger):
+            return NotImplemented
+        return self.name == other.name and self.rows == other.rows
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.name!r}, {len(self)} rows)"
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.rows]
+
+    # ---- views
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per row: ``name``, tags, investment, result (raw numbers)."""
+        return [{"name": r.name, **r.tags, **r.investment, **r.result} for r in self.rows]
+
+    def to_frame(self) -> Any:
+        """The records as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("Ledger.to_frame needs pandas: pip install pandas") from err
+        return pd.DataFrame.from_records(self.to_records(), columns=self._cells()[0])
+
+    def _cells(self) -> tuple[list[str], list[int], list[list[str]]]:
+        """Header, group widths (name+tags, investment, result) and humanised cells."""
+        # known keys first, in the order of INVESTMENT_KEYS / RETURN_KEYS, then the others
+        tags = _columns(self.rows, "tags", {})
+        invest = _columns(self.rows, "investment", INVESTMENT_KEYS)
+        result = _columns(self.rows, "result", RETURN_KEYS)
+        body = []
+        for r in self.rows:
+            cells = [r.name] + [r.tags.get(k, "") for k in tags]
+            cells += [format_value(k, r.investment[k]) if k in r.investment else "" for k in invest]
+            cells += [format_value(k, r.result[k]) if k in r.result else "" for k in result]
+            body.append(cells)
+        return ["name", *tags, *invest, *result], [1 + len(tags), len(invest), len(result)], body
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured Markdown table, humanised (no pandas needed)."""
+        if not self.rows:
+            return f"*ledger {self.name!r}: no rows yet*"
+        header, (n_id, _, _), body = self._cells()
+
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        align = ["---"] * n_id + ["---:"] * (len(header) - n_id)
+        return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, body)])
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return f"<p><em>ledger {html.escape(self.name)}: no rows yet</em></p>"
+        header, widths, body = self._cells()
+        groups = "".join(
+            f'<th colspan="{w}" style="text-align:center">{title}</th>'
+            for title, w in zip(("", "investment", "return"), widths)
+            if w
+        )
+        n_id = widths[0]
+
+        def cell(tag: str, text: str, i: int) -> str:
+            align = "left" if i < n_id else "right"
+            return f'<{tag} style="text-align:{align}">{html.escape(text)}</{tag}>'
+
+        head = "".join(cell("th", h, i) for i, h in enumerate(header))
+        rows = "".join(
+            "<tr>" + "".join(cell("td", c, i) for i, c in enumerate(r)) + "</tr>" for r in body
+        )
+        caption = f"<caption>ledger: {html.escape(self.name)}</caption>"
+        return f"<table>{caption}<thead><tr>{groups}</tr><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+    def plot(
+        self, x: str = "train_s", y: str = "test_acc", *, ax: Any = None, logx: bool | None = None
+    ) -> Any:
+        """Cost ``x`` against return ``y``, one labelled point per row (see ``dlcore.plot``)."""
+        from dlcore.plot import plot_ledger  # plot sits above measure in the import order
+
+        return plot_ledger(self, x, y, ax=ax, logx=logx)
+
+    # ---- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "format": "dlcore.Ledger",
+            "version": 1,
+            "name": self.name,
+            "rows": [
+                {"name": r.name, "investment": r.investment, "result": r.result, "tags": r.tags}
+                for r in self.rows
+            ],
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, ensure_ascii=False, allow_nan=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Ledger:
+        """Read a ledger written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"path={str(path)!r}: no such ledger file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"path={str(path)!r} is not JSON: {err}") from err
+        if not isinstance(data, dict) or data.get("format") != "dlcore.Ledger":
+            raise ValueError(f"path={str(path)!r} is not a ledger written by Ledger.save")
+        try:
+            ledger = cls(data["name"])
+            for r in data["rows"]:
+                ledger._append(
+                    Row(r["name"], dict(r["investment"]), dict(r["result"]), dict(r["tags"]))
+                )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"path={str(path)!r} is a malformed ledger file: {err!r}") from err
+        return ledger
+
+    @classmethod
+    def concat(cls, name: str, ledgers: Iterable[Ledger]) -> Ledger:
+        """One ledger from several, e.g. every chapter's for the ROI chapter.
+
+        Each row keeps its source ledger's name in the tag ``chapter`` (an existing ``chapter``
+        tag is kept). Names that occur in more than one source become ``"<chapter>/<name>"``.
+        """
+        if isinstance(ledgers, Ledger) or not isinstance(ledgers, Iterable):
+            raise TypeError(f"ledgers must be an iterable of Ledger, got {type(ledgers).__name__}")
+        sources = list(ledgers)
+        for i, led in enumerate(sources):
+            if not isinstance(led, Ledger):
+                raise TypeError(f"ledgers[{i}] must be a Ledger, got {type(led).__name__}")
+        all_names = [r.name for led in sources for r in led]
+        out = cls(name)
+        for led in sources:
+            for r in led:
+                tags = {"chapter": led.name, **r.tags}
+                row_name = r.name if all_names.count(r.name) == 1 else f"{tags['chapter']}/{r.name}"
+                out._append(Row(row_name, dict(r.investment), dict(r.result), tags))
+        return out
