@@ -217,7 +217,7 @@ def test_metric_none_skips_accuracy() -> None:
 
 @pytest.mark.parametrize("hold", [1 << 20, 40])  # 40: outputs counted in several flushes
 def test_evaluate_matches_manual_per_sample_average(hold: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(train, "_HOLD", hold)
+    monkeypatch.setattr(train.loop, "_HOLD", hold)
     x, y = blobs(n=70)
     model = mlp(dropout=0.5)
     model.train()

@@ -1,0 +1,398 @@
+"""The training loop: :func:`fit` and :func:`evaluate`, their device-side loss and accuracy sums,
+the log line and the non-finite-loss check. The maths is in the :mod:`dlcore.train` docstring.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from dlcore.train._checks import _check_int, _check_type
+from dlcore.train.callbacks import Callback, NonFiniteGuard, NonFiniteLossError, TrainState
+from dlcore.train.checkpoint import load_checkpoint
+from dlcore.train.history import History
+
+__all__ = ["fit", "evaluate"]
+
+_METRICS = ("auto", "accuracy", "none")
+
+
+# ----------------------------------------------------------------------------- metric
+
+
+def _loss_task(loss_fn: Any) -> str | None:
+    """What a classification loss (module or functional form) says its inputs are."""
+    for task, module, function in (
+        ("multiclass", nn.CrossEntropyLoss, F.cross_entropy),
+        ("multiclass", nn.NLLLoss, F.nll_loss),
+        ("logit", nn.BCEWithLogitsLoss, F.binary_cross_entropy_with_logits),
+        ("prob", nn.BCELoss, F.binary_cross_entropy),
+    ):
+        if isinstance(loss_fn, module) or loss_fn is function:
+            return task
+    return None
+
+
+def _accuracy_kind(out: torch.Tensor, y: torch.Tensor, loss_fn: Any, metric: str) -> str | None:
+    """How to count correct predictions for this (output, target) pair; None for no accuracy."""
+    if metric == "none":
+        return None
+    B, integer = out.shape[0], not (y.is_floating_point() or y.is_complex())
+    flat = out.numel() == B and y.numel() == B  # (B,) or (B, 1): one logit per sample
+    classes = out.ndim == 2 and out.shape[1] > 1
+    if classes and y.shape == (B,) and integer:
+        return "argmax"
+    task = _loss_task(loss_fn)
+    if task == "multiclass" and classes and y.shape == out.shape:
+        return "onehot"
+    if flat and task == "prob":
+        return "prob"
+    if flat and (integer or task == "logit"):
+        return "logit"
+    if metric == "accuracy":
+        if flat:
+            return "logit"
+        if classes and y.shape == out.shape:
+            return "onehot"
+        raise ValueError(
+            f"metric='accuracy' does not fit outputs of shape {tuple(out.shape)} with targets of "
+            f"shape {tuple(y.shape)} ({y.dtype}); use metric='none' for regression"
+        )
+    return None
+
+
+def _correct(kind: str | None, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Number of correct predictions in the batch, as a device tensor (no host sync)."""
+    if kind == "argmax":
+        return (out.argmax(1) == y).sum()
+    if kind == "onehot":
+        return (out.argmax(1) == y.argmax(1)).sum()
+    threshold = 0.5 if kind == "prob" else 0.0
+    return ((out.reshape(-1) > threshold) == (y.reshape(-1) > 0.5)).sum()
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+# Outputs held back before their correct predictions are counted, in elements (4 MiB of fp32):
+# one batched count instead of three small kernels per batch, with bounded memory.
+_HOLD = 1 << 20
+
+
+@dataclass
+class _Sums:
+    """One pass over the data, kept on the device: per-batch losses, sizes and correct counts."""
+
+    kind: str | None = None
+    losses: list[torch.Tensor] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    correct: list[torch.Tensor] = field(default_factory=list)
+    held: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    held_numel: int = 0
+
+    def add(self, size: int, loss: torch.Tensor | None, out: torch.Tensor, y: torch.Tensor) -> None:
+        self.sizes.append(size)
+        if loss is not None:
+            self.losses.append(loss.detach())
+        if self.kind is not None:
+            self.held.append((out.detach(), y))
+            self.held_numel += out.numel()
+            if self.held_numel >= _HOLD:
+                self.count_held()
+
+    def count_held(self) -> None:
+        if self.held:
+            outs, ys = zip(*self.held)
+            self.correct.append(_correct(self.kind, torch.cat(outs), torch.cat(ys)))
+            self.held, self.held_numel = [], 0
+
+    @property
+    def n(self) -> int:
+        return sum(self.sizes)
+
+    def stacked_losses(self) -> torch.Tensor:
+        return torch.stack(self.losses).float()  # (num_batches,)
+
+    def results(self, per_mean: bool) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.losses:
+            losses = self.stacked_losses()
+            weights = torch.tensor(self.sizes, device=losses.device) if per_mean else 1
+            out["loss"] = float((losses * weights).sum()) / self.n  # the one host sync of the pass
+        if self.kind is not None:
+            self.count_held()
+            out["accuracy"] = float(torch.stack(self.correct).sum()) / self.n
+        return out
+
+
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # non_blocking only host -> GPU: a non-blocking copy to the CPU may be read before it lands
+    return t if t.device == device else t.to(device, non_blocking=device.type == "cuda")
+
+
+def _check_batch(batch: Any, name: str) -> None:
+    pair = isinstance(batch, Sequence) and len(batch) == 2
+    if not (pair and all(isinstance(t, torch.Tensor) for t in batch)):
+        raise TypeError(f"{name} must yield (x, y) pairs of tensors, got {type(batch).__name__}")
+
+
+def _loss_is_mean(loss_fn: Any, name: str = "loss_fn") -> bool:
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"{name} must reduce to a scalar (reduction mean/sum), got {reduction!r}")
+    return reduction == "mean"
+
+
+def _train_epoch(
+    model: nn.Module,
+    loss_fn: Any,
+    optimizer: torch.optim.Optimizer,
+    data: Iterable[Any],
+    device: torch.device,
+    metric: str,
+    kind: str | None,
+    bar: Any,
+) -> _Sums:
+    sums, first = _Sums(kind=kind), True
+    for batch in bar if bar is not None else data:
+        if first:
+            _check_batch(batch, "train_data")
+        x, y = batch
+        x, y = _to(x, device), _to(y, device)
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)  # (B, C) or (B,)
+        loss = loss_fn(out, y)
+        loss.backward()
+        optimizer.step()
+        if first:
+            first = False
+            if sums.kind is None and metric != "none":
+                sums.kind = _accuracy_kind(out, y, loss_fn, metric)
+        sums.add(x.shape[0], loss, out, y)
+    return sums
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _check_data(data: Any, name: str) -> None:
+    if not isinstance(data, Iterable) or isinstance(data, Iterator):
+        raise TypeError(
+            f"{name} must be a re-iterable of (x, y) batches (TensorLoader, DataLoader, list), "
+            f"got {type(data).__name__}"
+        )
+    try:
+        empty = len(data) == 0  # type: ignore[arg-type]
+    except TypeError:  # no __len__ (an iterable-style dataset): found out in the first epoch
+        empty = False
+    if empty:
+        raise ValueError(f"{name} is empty (len 0)")
+
+
+def _check_metric(metric: object) -> None:
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
+
+
+def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        _check_type("device", device, (str, torch.device))
+        try:
+            model.to(torch.device(device))
+        except (RuntimeError, ValueError, AssertionError) as err:
+            raise ValueError(f"device={device!r} is not usable here: {err}") from err
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device(device or "cpu")
+
+
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Any],
+    loss_fn: Any = None,
+    *,
+    device: str | torch.device | None = None,
+    metric: str = "auto",
+) -> dict[str, float]:
+    """``{"loss", "accuracy", "n"}`` over ``data`` (loss only with ``loss_fn``; accuracy as in the
+    package docstring), averaged per sample. Runs in eval mode under ``torch.inference_mode`` and puts
+    the model's train/eval mode back afterwards.
+    """
+    _check_type("model", model, nn.Module)
+    _check_data(data, "data")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+    _check_metric(metric)
+    per_mean = _loss_is_mean(loss_fn) if loss_fn is not None else True
+    device = _model_device(model, device)
+    was_training, sums = model.training, _Sums()
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i, batch in enumerate(data):
+                if i == 0:
+                    _check_batch(batch, "data")
+                x, y = (_to(t, device) for t in batch)
+                out = model(x)
+                if i == 0:
+                    sums.kind = _accuracy_kind(out, y, loss_fn, metric)
+                sums.add(x.shape[0], loss_fn(out, y) if loss_fn is not None else None, out, y)
+    finally:
+        model.train(was_training)
+    if sums.n == 0:
+        raise ValueError("data yielded no samples")
+    return {**sums.results(per_mean), "n": sums.n}
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: Any,
+    optimizer: torch.optim.Optimizer,
+    train_data: Iterable[Any],
+    *,
+    epochs: int,
+    val: Iterable[Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device | None = None,
+    metric: str = "auto",
+    progress: bool = True,
+    log_every: int | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    checkpoint_loader_state: bool = True,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs (in total, counting resumed ones); return the History.
+
+    Each batch is moved to ``device`` (default: where the model's parameters are; given, the model
+    moves there too). ``loss_fn(model(x), y)`` must reduce with "mean" (the default) or "sum".
+    ``val`` is evaluated after every epoch. ``log_every=k`` prints every k-th epoch as
+    ``Epoch: 1 | loss: 0.2345 | train acc: 93.12% | val acc: 95.01%``. ``resume_from`` loads a
+    checkpoint (model, optimizer, RNG and, with ``checkpoint_loader_state``, the loader's shuffle
+    state) and continues where it stopped: the result equals an uninterrupted run bit for bit.
+    """
+    _check_type("model", model, nn.Module)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    _check_type("optimizer", optimizer, torch.optim.Optimizer)
+    _check_data(train_data, "train_data")
+    if val is not None:
+        _check_data(val, "val")
+    _check_int("epochs", epochs, 1)
+    if not isinstance(callbacks, (list, tuple)) or not all(
+        isinstance(c, Callback) for c in callbacks
+    ):
+        raise TypeError(f"callbacks must be a list of Callback instances, got {callbacks!r:.80}")
+    _check_metric(metric)
+    _check_type("progress", progress, bool)
+    _check_type("checkpoint_loader_state", checkpoint_loader_state, bool)
+    if log_every is not None:
+        _check_int("log_every", log_every, 1)
+    per_mean = _loss_is_mean(loss_fn)
+    device = _model_device(model, device)
+
+    history, start = History(), 0
+    if resume_from is not None:
+        checkpoint = load_checkpoint(
+            resume_from, model, optimizer, loader=train_data if checkpoint_loader_state else None
+        )
+        start = checkpoint["epoch"]
+        if checkpoint.get("history") is not None:
+            history = History.from_dict(checkpoint["history"])
+    loader = train_data if checkpoint_loader_state else None
+    state = TrainState(model, optimizer, start, history, loader=loader)
+    guard = any(isinstance(cb, NonFiniteGuard) for cb in callbacks)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+
+    kind: str | None = None
+    epoch_bar = tqdm(total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch")
+    try:
+        for epoch in range(start + 1, epochs + 1):
+            # a copy to fall back on if this epoch diverges; only paid for with NonFiniteGuard
+            snapshot = (
+                copy.deepcopy((model.state_dict(), optimizer.state_dict())) if guard else None
+            )
+            bar = None
+            if progress:  # not even a pass-through wrapper when off: the batch loop stays bare
+                bar = tqdm(train_data, leave=False, desc=f"epoch {epoch}", unit="batch")
+            model.train()
+            t0 = time.perf_counter()
+            sums = _train_epoch(model, loss_fn, optimizer, train_data, device, metric, kind, bar)
+            _synchronize(device)
+            seconds = time.perf_counter() - t0
+            if sums.n == 0:
+                raise ValueError("train_data yielded no batches")
+            kind = sums.kind
+            record = {"epoch": float(epoch), **sums.results(per_mean)}
+            if not math.isfinite(record["loss"]):
+                _non_finite(sums, epoch, optimizer, model, snapshot)
+            if val is not None:
+                scores = evaluate(model, val, loss_fn, metric=metric)
+                record.update({f"val_{k}": v for k, v in scores.items() if k != "n"})
+            record["seconds"] = seconds
+            record["samples_per_s"] = sums.n / seconds if seconds > 0 else math.inf
+            history.records.append(record)
+            state.epoch, state.logs = epoch, record
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            epoch_bar.update(1)
+            epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if "_s" not in k})
+            if log_every is not None and epoch % log_every == 0:
+                (tqdm.write if progress else print)(_log_line(record))
+            if state.stop:
+                break
+    finally:
+        epoch_bar.close()
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return history
+
+
+def _log_line(record: dict[str, float]) -> str:
+    parts = [f"Epoch: {int(record['epoch'])}", f"loss: {record['loss']:.4f}"]
+    if "accuracy" in record:
+        parts.append(f"train acc: {100 * record['accuracy']:.2f}%")
+    if "val_accuracy" in record:
+        parts.append(f"val acc: {100 * record['val_accuracy']:.2f}%")
+    elif "val_loss" in record:
+        parts.append(f"val loss: {record['val_loss']:.4f}")
+    return " | ".join(parts)
+
+
+def _non_finite(sums: _Sums, epoch: int, optimizer: Any, model: nn.Module, snapshot: Any) -> None:
+    """Raise NonFiniteLossError after restoring the snapshot (guard active) or warn (no guard)."""
+    losses = sums.stacked_losses()
+    bad = torch.nonzero(~torch.isfinite(losses))  # empty if only the weighted sum overflowed
+    batch = int(bad[0]) if len(bad) else len(losses) - 1
+    value = float(losses[batch])
+    lr = optimizer.param_groups[0].get("lr")
+    if snapshot is None:
+        warnings.warn(
+            f"loss is {value} at epoch {epoch}, batch {batch}; add NonFiniteGuard() to stop and restore",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    model.load_state_dict(snapshot[0])
+    optimizer.load_state_dict(snapshot[1])
+    raise NonFiniteLossError(
+        f"loss is {value} at epoch {epoch}, batch {batch} (0-based): training diverged. The model and "
+        f"optimizer were restored to their state at the start of epoch {epoch}. "
+        f"Hint: lower the learning rate (lr={lr}).",
+        epoch=epoch,
+        batch=batch,
+        loss=value,
+    )
