@@ -22,7 +22,7 @@ import benchmarks
 import dlcore
 from benchmarks.case import run_case
 
-SKIP = {"case"}
+SKIP = {"case", "__main__"}
 
 
 def main(argv: list[str] | None = None) -> int:
