@@ -20,7 +20,6 @@ from typing import Any
 import psutil
 import torch
 from torch import nn
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlcore.measure.units import _sig, _time_unit, format_seconds
@@ -171,6 +170,10 @@ def time_it(
     if not isinstance(label, str):
         raise TypeError(f"label must be a str, got {type(label).__name__}")
     dev = get_device(device) if device is not None else None
+    # Imported here, not at module level: torch.utils.benchmark pulls in cpp_extension, which warns
+    # "No CUDA runtime is found" on CPU-only machines — noise in every chapter's first cell otherwise.
+    from torch.utils import benchmark
+
     timer = benchmark.Timer(
         stmt="fn(*args, **kwargs)",
         globals={"fn": fn, "args": args, "kwargs": kwargs},

@@ -1,0 +1,221 @@
+"""Unit tests for dlcore.models: shapes, argument validation, probabilities, least squares."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dlcore.models import LinearRegression, LogisticRegression, SoftmaxRegression, least_squares
+
+# ---------------------------------------------------------------------------- shapes and outputs
+
+
+def test_linear_regression_output_matches_target_shape() -> None:
+    model = LinearRegression(3)
+    x, y = torch.randn(7, 3), torch.randn(7)
+    out = model(x)
+    assert out.shape == y.shape == (7,)
+    # (N,) vs (N,) — no silent (N, N) broadcast in the loss
+    assert F.mse_loss(out, y).shape == ()
+
+
+def test_models_start_at_zero_so_gradient_descent_is_seed_independent() -> None:
+    for model in (LinearRegression(4), LogisticRegression(4), SoftmaxRegression(4, 3)):
+        assert all(torch.count_nonzero(p) == 0 for p in model.parameters())
+
+
+def test_linear_regression_is_affine() -> None:
+    model = LinearRegression(2)
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.tensor([[2.0, -1.0]]))
+        model.linear.bias.fill_(0.5)
+    x = torch.tensor([[1.0, 1.0], [0.0, 3.0]])
+    torch.testing.assert_close(model(x), torch.tensor([1.5, -2.5]))
+
+
+def test_logistic_regression_logits_proba_and_predict() -> None:
+    torch.manual_seed(0)
+    model = LogisticRegression(5)
+    with torch.no_grad():
+        model.linear.weight.normal_(std=10.0)  # large logits: probabilities must still be in [0, 1]
+    x = torch.randn(64, 5)
+    logits, proba, pred = model(x), model.predict_proba(x), model.predict(x)
+    assert logits.shape == proba.shape == pred.shape == (64,)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    torch.testing.assert_close(proba, torch.sigmoid(logits).detach())
+    assert pred.dtype == torch.int64
+    assert torch.equal(pred, (proba > 0.5).long())
+    assert not proba.requires_grad
+
+
+def test_softmax_regression_shapes_and_probabilities() -> None:
+    torch.manual_seed(0)
+    model = SoftmaxRegression(6, 4)
+    with torch.no_grad():
+        model.linear.weight.normal_()
+    x = torch.randn(10, 6)
+    logits, proba, pred = model(x), model.predict_proba(x), model.predict(x)
+    assert logits.shape == proba.shape == (10, 4)
+    assert ((proba >= 0) & (proba <= 1)).all()
+    torch.testing.assert_close(proba.sum(dim=1), torch.ones(10))
+    assert pred.dtype == torch.int64 and pred.shape == (10,)
+    assert torch.equal(pred, proba.argmax(dim=1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_and_device_are_passed_to_the_layer(dtype: torch.dtype) -> None:
+    model = SoftmaxRegression(3, 2, dtype=dtype, device="cpu")
+    assert model.linear.weight.dtype == dtype
+    assert model(torch.zeros(2, 3, dtype=dtype)).dtype == dtype
+
+
+def test_repr_names_the_sizes() -> None:
+    assert "in_features=3" in repr(LinearRegression(3))
+    assert "num_classes=7" in repr(SoftmaxRegression(2, 7))
+
+
+def test_models_train_with_their_losses() -> None:
+    # one SGD step lowers each model's own loss: forward, loss and backward are wired together
+    torch.manual_seed(0)
+    x = torch.randn(32, 3)
+    cases = [
+        (LinearRegression(3), F.mse_loss, x @ torch.tensor([1.0, -2.0, 0.5])),
+        (LogisticRegression(3), F.binary_cross_entropy_with_logits, (x[:, 0] > 0).float()),
+        (SoftmaxRegression(3, 3), F.cross_entropy, x.argmax(dim=1)),
+    ]
+    for model, loss_fn, y in cases:
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        before = loss_fn(model(x), y)
+        opt.zero_grad()
+        before.backward()
+        opt.step()
+        assert loss_fn(model(x), y) < before
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("cls", [LinearRegression, LogisticRegression])
+@pytest.mark.parametrize(
+    ("bad", "error"), [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)]
+)
+def test_in_features_is_validated(cls: type, bad: object, error: type) -> None:
+    with pytest.raises(error, match="in_features"):
+        cls(bad)
+
+
+@pytest.mark.parametrize(
+    ("in_features", "num_classes", "error", "name"),
+    [
+        (0, 3, ValueError, "in_features"),
+        (3, 1, ValueError, "num_classes"),
+        (3, 0, ValueError, "num_classes"),
+        (3, "10", TypeError, "num_classes"),
+        (3, 2.5, TypeError, "num_classes"),
+    ],
+)
+def test_softmax_arguments_are_validated(
+    in_features: object, num_classes: object, error: type, name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        SoftmaxRegression(in_features, num_classes)
+
+
+@pytest.mark.parametrize(
+    "model", [LinearRegression(3), LogisticRegression(3), SoftmaxRegression(3, 2)]
+)
+def test_forward_rejects_wrong_inputs(model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 3\), got \(5, 4\)"):
+        model(torch.zeros(5, 4))
+    with pytest.raises(ValueError, match="x must have shape"):
+        model(torch.zeros(3))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        model([[0.0, 0.0, 0.0]])
+
+
+# ---------------------------------------------------------------------------- least squares
+
+
+def test_least_squares_recovers_exact_parameters() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    w_true = torch.tensor([1.0, -2.0, 0.0, 3.5], dtype=torch.float64)
+    w, b = least_squares(x, x @ w_true - 0.75)
+    torch.testing.assert_close(w, w_true)
+    torch.testing.assert_close(b, torch.tensor(-0.75, dtype=torch.float64))
+    assert w.shape == (4,) and b.shape == ()
+
+
+def test_least_squares_ridge_solves_its_normal_equations() -> None:
+    g = torch.Generator().manual_seed(1)
+    n, d, ridge = 40, 3, 0.3
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) + 2.0  # offset: the bias matters
+    y = torch.randn(n, generator=g, dtype=torch.float64)
+    w, b = least_squares(x, y, ridge=ridge)
+    xc, yc = x - x.mean(0), y - y.mean()
+    torch.testing.assert_close(
+        (xc.T @ xc / n + ridge * torch.eye(d, dtype=x.dtype)) @ w, xc.T @ yc / n
+    )
+    # gradient of 1/N Σ r² + ridge‖w‖² is zero at the answer
+    wv, bv = w.clone().requires_grad_(), b.clone().requires_grad_()
+    loss = ((x @ wv + bv - y) ** 2).mean() + ridge * wv.pow(2).sum()
+    gw, gb = torch.autograd.grad(loss, (wv, bv))
+    assert gw.abs().max() < 1e-10 and gb.abs() < 1e-10
+
+
+def test_least_squares_ridge_shrinks_the_weights() -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    y = x @ torch.ones(5, dtype=torch.float64) + 0.1 * torch.randn(
+        30, generator=g, dtype=torch.float64
+    )
+    norms = [least_squares(x, y, ridge=r)[0].norm().item() for r in (0.0, 0.1, 1.0, 10.0)]
+    assert norms == sorted(norms, reverse=True) and norms[-1] < 0.2 * norms[0]
+
+
+def test_least_squares_handles_rank_deficient_and_wide_x() -> None:
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    x = torch.cat([base, base[:, :1]], dim=1)  # duplicated column: XᵀX is singular
+    y = base @ torch.tensor([1.0, 2.0], dtype=torch.float64)
+    w, b = least_squares(x, y)
+    torch.testing.assert_close(x @ w + b, y)  # exact fit
+    torch.testing.assert_close(w[0], w[2])  # minimum-norm: the weight is split evenly
+    wide = torch.randn(3, 6, generator=g, dtype=torch.float64)  # N < d
+    yw = torch.randn(3, generator=g, dtype=torch.float64)
+    ww, bw = least_squares(wide, yw)
+    torch.testing.assert_close(wide @ ww + bw, yw)
+
+
+def test_least_squares_detaches_and_keeps_dtype() -> None:
+    x = torch.randn(10, 2, requires_grad=True)
+    w, b = least_squares(x, torch.randn(10))
+    assert w.dtype == b.dtype == torch.float32
+    assert not w.requires_grad and not b.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "kwargs", "error", "match"),
+    [
+        ([[1.0]], torch.zeros(1), {}, TypeError, "x must be a torch.Tensor"),
+        (torch.zeros(3, 1), [0.0, 0.0, 0.0], {}, TypeError, "y must be a torch.Tensor"),
+        (torch.zeros(3), torch.zeros(3), {}, ValueError, r"x must have shape \(N, d\).*\(3,\)"),
+        (torch.zeros(0, 2), torch.zeros(0), {}, ValueError, "x must have shape"),
+        (torch.zeros(3, 2, dtype=torch.int64), torch.zeros(3), {}, TypeError, "x must be floating"),
+        (torch.zeros(3, 2), torch.zeros(4), {}, ValueError, r"y must have shape \(3,\).*\(4,\)"),
+        (torch.zeros(3, 2), torch.zeros(3, 1), {}, ValueError, "y must have shape"),
+        (torch.zeros(3, 2), torch.zeros(3, dtype=torch.float64), {}, TypeError, "y must have x's"),
+        (torch.zeros(3, 2), torch.zeros(3), {"ridge": -0.1}, ValueError, "ridge.*-0.1"),
+        (torch.zeros(3, 2), torch.zeros(3), {"ridge": float("nan")}, ValueError, "ridge"),
+        (torch.zeros(3, 2), torch.zeros(3), {"ridge": "1"}, TypeError, "ridge must be a float"),
+        (torch.zeros(3, 2), torch.zeros(3), {"ridge": True}, TypeError, "ridge"),
+        (torch.full((3, 2), float("nan")), torch.zeros(3), {}, ValueError, "finite"),
+        (torch.zeros(3, 2), torch.tensor([0.0, float("inf"), 0.0]), {}, ValueError, "finite"),
+    ],
+)
+def test_least_squares_rejects_bad_arguments(
+    x: object, y: object, kwargs: dict, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        least_squares(x, y, **kwargs)  # type: ignore[arg-type]
