@@ -34,7 +34,7 @@ book: $(VENV)/.stamp-book,offline data
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check dlcore tests benchmarks
+	$(BIN)/ruff format --check dlcore tests benchmarks chapters/_ext
 
 unit: venv data
 	$(PY) -m pytest tests --ignore=tests/book -n $(WORKERS) -q

