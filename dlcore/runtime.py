@@ -10,6 +10,7 @@ Every chapter starts with::
 
 from __future__ import annotations
 
+import html
 import os
 import platform
 import random
@@ -122,8 +123,13 @@ class EnvReport:
         width = max(len(k) for k, _ in self.rows())
         return "\n".join(f"{k:<{width}}  {v}" for k, v in self.rows())
 
-    def _repr_markdown_(self) -> str:
-        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in self.rows())
+    def _repr_html_(self) -> str:
+        # HTML, not markdown: the book renders markdown outputs as CommonMark, which has no tables.
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in self.rows()
+        )
+        return f"<table class='dlcore-env'><caption>environment</caption>{cells}</table>"
 
 
 def _device_name(device: torch.device) -> str:

@@ -79,5 +79,5 @@ def test_env_report_contents():
     text = str(report)
     assert torch.__version__ in text and dlcore.__version__ in text
     assert report.threads == torch.get_num_threads()
-    md = report._repr_markdown_()
-    assert md.startswith("| |") and "torch" in md
+    page = report._repr_html_()
+    assert page.startswith("<table") and f"<td>{torch.__version__}</td>" in page
