@@ -8,10 +8,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
-# pytest-xdist workers: two cores here; notebooks go whole to one worker (--dist loadfile).
+# pytest-xdist workers for the unit tests, one BLAS/OpenMP thread each: two workers with two threads each
+# on two cores oversubscribe, and torch's small ops then slow down 10-50x.
 WORKERS ?= 2
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: book test lint unit nbval book-strict browser bench clean data venv
 
@@ -37,10 +37,12 @@ lint: venv
 	$(BIN)/ruff format --check dlcore tests benchmarks chapters/_ext
 
 unit: venv data
-	$(PY) -m pytest tests --ignore=tests/book -n $(WORKERS) -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests --ignore=tests/book -n $(WORKERS) -q
 
+# Chapters run one after another with all cores, as a reader runs them: their timing cells measure the
+# machine, and two notebooks sharing two cores would measure each other instead.
 nbval: venv data
-	$(PY) -m pytest --nbval-lax chapters -n $(WORKERS) --dist loadfile -q -p no:cacheprovider
+	$(PY) -m pytest --nbval-lax chapters -q -p no:cacheprovider
 
 book-strict: venv data
 	$(BIN)/jupyter-book build . --builder html -W --keep-going
