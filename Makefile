@@ -37,7 +37,7 @@ lint: venv
 	$(BIN)/ruff format --check dlcore tests benchmarks chapters/_ext
 
 unit: venv data
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests --ignore=tests/book -n $(WORKERS) -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests dlcore --doctest-modules --ignore=tests/book -n $(WORKERS) -q
 
 # Chapters run one after another with all cores, as a reader runs them: their timing cells measure the
 # machine, and two notebooks sharing two cores would measure each other instead.

@@ -81,6 +81,20 @@ class _Affine(nn.Module):
         return f"in_features={self.in_features}"
 
 
+class _ClassScores:
+    """For modules whose forward returns class scores (logits) of shape (N, C)."""
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``softmax(z)``, shape (N, C) — for people, not for the loss."""
+        return F.softmax(self(x), dim=-1)  # type: ignore[operator]
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The most probable class, as int64 of shape (N,)."""
+        return self(x).argmax(dim=-1)  # type: ignore[operator]
+
+
 class LinearRegression(_Affine):
     r"""Linear regression: :math:`\hat y = w^\top x + b`, trained with the mean squared error.
 
@@ -152,7 +166,7 @@ class LogisticRegression(_Affine):
         return (self(x) > 0).long()
 
 
-class SoftmaxRegression(_Affine):
+class SoftmaxRegression(_ClassScores, _Affine):
     r"""Softmax (multinomial logistic) regression over ``num_classes`` classes; returns logits.
 
     .. math::
@@ -185,16 +199,6 @@ class SoftmaxRegression(_Affine):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(x, self.in_features)  # (N, d)
         return self.linear(x)  # (N, C) logits
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities, shape (N, C); each row sums to 1."""
-        return F.softmax(self(x), dim=-1)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The most probable class, as int64 of shape (N,)."""
-        return self(x).argmax(dim=-1)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, num_classes={self.num_classes}"
@@ -285,7 +289,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 INITS = ("default", "kaiming", "xavier", "zeros", "normal")
 
 
-class MLP(nn.Module):
+class MLP(_ClassScores, nn.Module):
     r"""A multilayer perceptron: ``sizes = (d_0, d_1, ..., d_L)`` gives ``L`` linear layers; returns logits.
 
     .. math::
@@ -397,16 +401,6 @@ class MLP(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         return self.layers(x)  # (N, d_L) logits
-
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``softmax(z)``, shape (N, d_L) — for people, not for the loss."""
-        return F.softmax(self(x), dim=-1)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The most probable class, as int64 of shape (N,)."""
-        return self(x).argmax(dim=-1)
 
     def extra_repr(self) -> str:
         sizes = "-".join(map(str, self.sizes))
