@@ -144,9 +144,9 @@ class TensorLoader:
     """Mini-batches from tensors that already sit on the device: no workers, no collation, no copies.
 
     Each epoch draws one permutation of ``range(N)`` (``torch.randperm`` on the CPU with ``generator``,
-    so the order is the same on every device), moves it to the device, and yields ``tuple(t[idx])``
-    for each batch. The permutation is drawn when iteration starts, so ``state_dict()`` taken between
-    epochs lets a resumed run see exactly the epochs the uninterrupted run would have seen.
+    so the order is the same on every device), moves it to the device, and yields the rows ``idx`` of
+    every tensor for each batch. The permutation is drawn when iteration starts, so ``state_dict()``
+    taken between epochs lets a resumed run see exactly the epochs the uninterrupted run would have seen.
 
         loader = TensorLoader(x, y, batch_size=64, generator=torch.Generator().manual_seed(0))
         for xb, yb in loader: ...                # xb (64, ...), yb (64,); last batch smaller
@@ -193,8 +193,11 @@ class TensorLoader:
         if not self.shuffle:  # slices are views: no gather at all
             return (tuple(t[i : i + b] for t in self.tensors) for i in range(0, len(self) * b, b))
         order = torch.randperm(n, generator=self.generator).to(self.device)  # drawn now, not lazily
+        # index_select, not t[idx]: the same gather, ~3x faster on CPU (advanced indexing takes the
+        # general TensorIterator path); measured in benchmarks/loaders.py.
         return (
-            tuple(t[order[i : i + b]] for t in self.tensors) for i in range(0, len(self) * b, b)
+            tuple(t.index_select(0, order[i : i + b]) for t in self.tensors)
+            for i in range(0, len(self) * b, b)
         )
 
     def state_dict(self) -> dict[str, torch.Tensor | None]:
