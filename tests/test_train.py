@@ -641,3 +641,146 @@ def test_evaluate_validates_arguments() -> None:
         evaluate(kw["model"], kw["train_data"], metric="auc")
     with pytest.raises(TypeError, match="loss_fn"):
         evaluate(kw["model"], kw["train_data"], loss_fn="mse")
+
+
+# ----------------------------------------------------------------------------- LRSchedulerStep
+
+from dlcore.train import LRSchedulerStep  # noqa: E402  (appended section)
+
+_sched = torch.optim.lr_scheduler
+
+
+class _RecordLR(Callback):
+    """The rate each epoch trained at, read before LRSchedulerStep (listed after it) steps."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_epoch_end(self, state) -> None:  # type: ignore[no-untyped-def]
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda opt: _sched.CosineAnnealingLR(opt, T_max=5),
+        lambda opt: _sched.StepLR(opt, step_size=2, gamma=0.5),
+        lambda opt: _sched.LambdaLR(opt, lambda e: 1 / (1 + e) ** 2),
+    ],
+    ids=["cosine", "step", "lambda"],
+)
+def test_lr_scheduler_step_follows_torchs_schedule(make) -> None:  # type: ignore[no-untyped-def]
+    x, y = blobs(n=48)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    record = _RecordLR()
+    cbs = [record, LRSchedulerStep(make(opt))]
+    fit(model, nn.CrossEntropyLoss(), opt, [(x, y)], epochs=5, callbacks=cbs, progress=False)
+    # the same scheduler on its own, stepped by hand once per epoch
+    hand_opt = torch.optim.SGD(mlp().parameters(), lr=0.1)
+    hand, expected = make(hand_opt), []
+    for _ in range(5):
+        expected.append(hand_opt.param_groups[0]["lr"])
+        hand_opt.step()
+        hand.step()
+    assert record.lrs == expected and len(set(expected)) > 1
+    assert opt.param_groups[0]["lr"] == hand_opt.param_groups[0]["lr"]  # and after the last step
+
+
+def test_lr_scheduler_step_plateau_steps_on_the_monitored_value() -> None:
+    x, y = blobs(n=48)
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    # val_loss in "max" mode: the loss falls, so it never "improves" and the rate halves
+    plateau = _sched.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=1)
+    record = _RecordLR()
+    cbs = [record, LRSchedulerStep(plateau, monitor="val_loss")]
+    h = fit(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        [(x, y)],
+        epochs=6,
+        val=[(x, y)],
+        callbacks=cbs,
+        progress=False,
+    )
+    hand_opt = torch.optim.SGD(mlp().parameters(), lr=0.5)
+    hand, expected = _sched.ReduceLROnPlateau(hand_opt, mode="max", factor=0.5, patience=1), []
+    for value in h["val_loss"]:
+        expected.append(hand_opt.param_groups[0]["lr"])
+        hand.step(value)
+    assert record.lrs == expected and min(expected) < 0.5  # it did reduce
+    with pytest.raises(ValueError, match="val_loss"):  # no val= given: nothing to monitor
+        plateau = _sched.ReduceLROnPlateau(opt)
+        fit(
+            model,
+            nn.CrossEntropyLoss(),
+            opt,
+            [(x, y)],
+            epochs=1,
+            callbacks=[LRSchedulerStep(plateau, monitor="val_loss")],
+            progress=False,
+        )
+
+
+def test_lr_scheduler_step_validates() -> None:
+    opt = torch.optim.SGD(mlp().parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="scheduler"):
+        LRSchedulerStep(opt)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="scheduler"):
+        LRSchedulerStep("cosine")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="monitor"):
+        LRSchedulerStep(_sched.ReduceLROnPlateau(opt))
+    with pytest.raises(ValueError, match="monitor"):
+        LRSchedulerStep(_sched.StepLR(opt, 1), monitor="val_loss")
+    with pytest.raises(TypeError, match="monitor"):
+        LRSchedulerStep(_sched.ReduceLROnPlateau(opt), monitor=1)  # type: ignore[arg-type]
+    other = torch.optim.SGD(
+        mlp().parameters(), lr=0.1
+    )  # fit trains `opt`, the scheduler drives this
+    x, y = blobs(n=12)
+    with pytest.raises(ValueError, match="scheduler"):
+        cbs = [LRSchedulerStep(_sched.StepLR(other, 1))]
+        fit(mlp(), nn.CrossEntropyLoss(), opt, [(x, y)], epochs=1, callbacks=cbs, progress=False)
+    with pytest.raises(TypeError, match="extra"):
+        ModelCheckpoint("c.pt", extra={"scheduler": 3})
+
+
+def _run_scheduled(tmp_path, resume: bool, restore: bool = True):  # type: ignore[no-untyped-def]
+    """4 epochs under a cosine schedule: straight, or 2 + resume in fresh objects."""
+
+    def build():  # type: ignore[no-untyped-def]
+        model = mlp(dropout=0.3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        return model, opt, _sched.CosineAnnealingLR(opt, T_max=4)
+
+    torch.manual_seed(0)
+    x, y = blobs(n=90, seed=1)
+    loader = TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7))
+    model, opt, cosine = build()
+    loss_fn, path = nn.CrossEntropyLoss(), tmp_path / "ckpt.pt"
+    if not resume:
+        cbs = [LRSchedulerStep(cosine)]
+        return model, fit(model, loss_fn, opt, loader, epochs=4, callbacks=cbs, progress=False)
+    cbs = [LRSchedulerStep(cosine), ModelCheckpoint(path, extra={"scheduler": cosine})]
+    fit(model, loss_fn, opt, loader, epochs=2, callbacks=cbs, progress=False)
+    torch.manual_seed(123)
+    model, opt, cosine = build()
+    if restore:
+        cosine.load_state_dict(load_checkpoint(path, restore_rng=False)["extra"]["scheduler"])
+    loader = TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7))
+    cbs = [LRSchedulerStep(cosine)]
+    history = fit(
+        model, loss_fn, opt, loader, epochs=4, callbacks=cbs, resume_from=path, progress=False
+    )
+    return model, history
+
+
+def test_lr_scheduler_step_resumes_bit_identically(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    straight, h1 = _run_scheduled(tmp_path, resume=False)
+    resumed, h2 = _run_scheduled(tmp_path, resume=True)
+    assert same(params(straight), params(resumed)) and h1["loss"] == h2["loss"]
+    with pytest.raises(ValueError, match="scheduler has taken 0 steps"):
+        _run_scheduled(tmp_path, resume=True, restore=False)

@@ -2,7 +2,7 @@
 
 One call trains a model and returns its per-epoch ledger::
 
-    from dlcore.train import fit, evaluate, EarlyStopping, ModelCheckpoint
+    from dlcore.train import fit, evaluate, EarlyStopping, LRSchedulerStep, ModelCheckpoint
     history = fit(model, nn.CrossEntropyLoss(), opt, train, epochs=10, val=test,
                   callbacks=[EarlyStopping(patience=2), ModelCheckpoint("ckpt.pt")])
     history["val_accuracy"]           # one float per epoch
@@ -28,6 +28,7 @@ too); ``metric="none"`` skips it.
 from dlcore.train.callbacks import (
     Callback,
     EarlyStopping,
+    LRSchedulerStep,
     ModelCheckpoint,
     NonFiniteGuard,
     NonFiniteLossError,
@@ -47,6 +48,7 @@ __all__ = [
     "NonFiniteGuard",
     "NonFiniteLossError",
     "ModelCheckpoint",
+    "LRSchedulerStep",
     "save_checkpoint",
     "load_checkpoint",
 ]

@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import pathlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "NonFiniteGuard",
     "EarlyStopping",
     "ModelCheckpoint",
+    "LRSchedulerStep",
 ]
 
 
@@ -126,11 +128,28 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save a resumable checkpoint every ``every`` epochs; ``path`` may contain ``{epoch}``."""
+    """Save a resumable checkpoint every ``every`` epochs; ``path`` may contain ``{epoch}``.
 
-    def __init__(self, path: str | os.PathLike[str], every: int = 1) -> None:
+    ``extra={"scheduler": sched}`` saves ``sched.state_dict()`` with it, read back as
+    ``load_checkpoint(path)["extra"]["scheduler"]``: any object with a ``state_dict()``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        every: int = 1,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         _check_type("path", path, (str, os.PathLike))
+        _check_type("extra", extra, Mapping, optional=True)
+        for name, obj in (extra or {}).items():
+            if not (isinstance(name, str) and callable(getattr(obj, "state_dict", None))):
+                raise TypeError(
+                    f"extra must map names to objects with a state_dict(), got {name!r}: "
+                    f"{type(obj).__name__}"
+                )
         self.path, self.every = os.fspath(path), _check_int("every", every, 1)
+        self.extra = dict(extra or {})
         self.saved: list[pathlib.Path] = []
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -138,6 +157,75 @@ class ModelCheckpoint(Callback):
             path = self.path.format(epoch=state.epoch) if "{epoch" in self.path else self.path
             s = state
             saved = save_checkpoint(
-                path, s.model, s.optimizer, epoch=s.epoch, history=s.history, loader=s.loader
+                path,
+                s.model,
+                s.optimizer,
+                epoch=s.epoch,
+                history=s.history,
+                loader=s.loader,
+                extra={name: obj.state_dict() for name, obj in self.extra.items()},
             )
             self.saved.append(saved)
+
+
+_Plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+class LRSchedulerStep(Callback):
+    """Step a learning-rate scheduler at the end of every epoch, as a hand-written loop does::
+
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+        fit(model, loss_fn, opt, train, epochs=10, callbacks=[LRSchedulerStep(cosine)])
+
+    Epoch e (1-based) trains at the rate the scheduler gives after e - 1 steps. ``ReduceLROnPlateau``
+    steps on a logged value: ``LRSchedulerStep(plateau, monitor="val_loss")``.
+
+    The scheduler's state (its step count, a plateau's best value) is not in the model or the
+    optimizer. To resume, save it with the checkpoint — put this callback *before*
+    ``ModelCheckpoint(path, extra={"scheduler": sched})`` so the saved state is the stepped one —
+    and load it before ``fit(..., resume_from=path)``::
+
+        sched.load_state_dict(load_checkpoint(path, restore_rng=False)["extra"]["scheduler"])
+
+    A resumed ``fit`` whose scheduler has taken a different number of steps than the checkpoint's
+    epoch raises ``ValueError`` instead of training at the wrong rates.
+    """
+
+    def __init__(
+        self, scheduler: torch.optim.lr_scheduler.LRScheduler, monitor: str | None = None
+    ) -> None:
+        _check_type("scheduler", scheduler, torch.optim.lr_scheduler.LRScheduler)
+        _check_type("monitor", monitor, str, optional=True)
+        plateau = isinstance(scheduler, _Plateau)
+        if plateau and not monitor:
+            raise ValueError(
+                f"monitor must name a logged value (e.g. 'val_loss') for ReduceLROnPlateau, "
+                f"got {monitor!r}"
+            )
+        if not plateau and monitor is not None:
+            raise ValueError(
+                f"monitor is only for ReduceLROnPlateau; {type(scheduler).__name__} steps "
+                f"without one, got monitor={monitor!r}"
+            )
+        self.scheduler, self.monitor = scheduler, monitor
+
+    def on_train_begin(self, state: TrainState) -> None:
+        if self.scheduler.optimizer is not state.optimizer:
+            raise ValueError("scheduler drives a different optimizer than the one fit trains with")
+        steps = self.scheduler.last_epoch  # 0 when built; +1 per step
+        if state.epoch > 0 and steps != state.epoch:  # resuming
+            raise ValueError(
+                f"scheduler has taken {steps} steps, but training resumes after epoch "
+                f"{state.epoch}: load its state from the checkpoint first (see LRSchedulerStep)"
+            )
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        if self.monitor is None:
+            self.scheduler.step()
+            return
+        if self.monitor not in state.logs:
+            raise ValueError(
+                f"monitor={self.monitor!r} is not logged; available: {list(state.logs)}"
+                " (val_* keys need fit(..., val=...))"
+            )
+        self.scheduler.step(state.logs[self.monitor])
