@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcore.runtime import as_device
+
 __all__ = [
     "GroundTruth",
     "Blobs",
@@ -177,7 +179,7 @@ class TensorLoader:
         ):
             raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
         self.generator = generator
-        self.device = torch.device(device) if device is not None else tensors[0].device
+        self.device = as_device(device) if device is not None else tensors[0].device
         self.tensors = tuple(t.to(self.device) for t in tensors)  # moved once, here
 
     @property
@@ -258,6 +260,9 @@ class TrainTest:
         return train, test
 
     def to(self, device: torch.device | str) -> TrainTest:
+        if device is None:
+            raise TypeError("device must be a str or torch.device, got None")
+        device = as_device(device)
         moved = {f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")}
         return dataclasses.replace(self, **moved)
 

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcore.runtime import as_device
+
 __all__ = [
     "LinearRegression",
     "LogisticRegression",
@@ -55,6 +57,13 @@ def _check_input(x: object, in_features: int) -> torch.Tensor:
     return x
 
 
+def _check_factory(device: object, dtype: object) -> None:
+    """``device`` and ``dtype`` as ``nn.Linear`` takes them, checked here so errors name them."""
+    as_device(device)  # type: ignore[arg-type]
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+
 class _Affine(nn.Module):
     """One ``nn.Linear`` with zero initial parameters, shared by the three regressions.
 
@@ -73,6 +82,7 @@ class _Affine(nn.Module):
     ) -> None:
         super().__init__()
         self.in_features = _check_features("in_features", in_features)
+        _check_factory(device, dtype)
         self.linear = nn.Linear(in_features, out_features, device=device, dtype=dtype)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -348,6 +358,7 @@ class MLP(_ClassScores, nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be a bool, got {bias!r}")
+        _check_factory(device, dtype)
         self.activation, self.dropout = activation, float(dropout)
 
         layers: list[nn.Module] = [nn.Flatten()]

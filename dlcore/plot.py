@@ -193,6 +193,8 @@ def plot_ledger(
             raise KeyError(f"{name}={key!r} is in no row of ledger {ledger.name!r}; keys: {known}")
     if logx is not None and not isinstance(logx, bool):
         raise TypeError(f"logx must be a bool or None, got {logx!r}")
+    if not isinstance(annotate, bool):
+        raise TypeError(f"annotate must be a bool, got {annotate!r}")
     rows = [r for r in ledger if r.get(x) is not None and r.get(y) is not None]
     skipped = [r.name for r in ledger if r not in rows]
     if not rows:
@@ -331,6 +333,10 @@ def show_images(
         raise ValueError(f"ncols must be a positive int, got {ncols!r}")
     if fig is not None and not isinstance(fig, Figure):
         raise TypeError(f"fig must be a matplotlib Figure or None, got {type(fig).__name__}")
+    if not isinstance(cmap, (str, mpl.colors.Colormap)):
+        raise TypeError(f"cmap must be a colormap name or Colormap, got {cmap!r}")
+    if isinstance(cmap, str) and cmap not in mpl.colormaps:
+        raise ValueError(f"cmap must be a matplotlib colormap name, got {cmap!r}")
 
     cols = min(int(ncols), n)
     rows = math.ceil(n / cols)

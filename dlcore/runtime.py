@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "env_report", "EnvReport"]
+__all__ = ["as_device", "get_device", "seed_everything", "env_report", "EnvReport"]
 
 _DEVICE_ENV = "DLCORE_DEVICE"
 
@@ -33,6 +33,25 @@ def _available(kind: str) -> bool:
     return kind == "cpu"
 
 
+def as_device(device: str | torch.device | None, *, name: str = "device") -> torch.device | None:
+    """``device`` (a name such as ``"cuda:0"``, or a ``torch.device``) as a ``torch.device``.
+
+    ``None`` stays ``None``. Only the spelling is checked, not that this machine has the device
+    (:func:`get_device` checks that). Errors name the argument as ``name``, so every public function
+    that takes a device reports its own argument.
+    """
+    if device is None:
+        return None
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name} must be a str, torch.device or None, got {device!r}")
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(
+            f"{name} must name a device (cpu, cuda, cuda:0, mps), got {device!r}"
+        ) from err
+
+
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """The device to compute on.
 
@@ -40,8 +59,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     available of cuda > mps > cpu. Asking for a device that is not present is an error rather than a
     silent fallback to CPU, so a GPU run can never quietly measure the CPU.
     """
-    if prefer is not None and not isinstance(prefer, (str, torch.device)):
-        raise TypeError(f"prefer must be a str or torch.device, got {type(prefer).__name__}")
+    as_device(prefer, name="prefer")
     choice = prefer if prefer is not None else os.environ.get(_DEVICE_ENV, "").strip() or None
     if choice is None:
         for kind in ("cuda", "mps"):
@@ -49,12 +67,7 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
                 return torch.device(kind)
         return torch.device("cpu")
     source = "prefer" if prefer is not None else _DEVICE_ENV
-    try:
-        device = torch.device(choice)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(
-            f"{source}={choice!r} is not a device name (try cpu, cuda, cuda:0, mps)"
-        ) from err
+    device = torch.device(as_device(choice, name=source))  # type: ignore[arg-type]  # choice is set
     if not _available(device.type):
         raise ValueError(
             f"{source}={choice!r} asks for {device.type}, which this machine does not have"
@@ -142,7 +155,7 @@ def _device_name(device: torch.device) -> str:
 
 def env_report(device: torch.device | str | None = None) -> EnvReport:
     """Versions, device and threads, as an :class:`EnvReport` (prints as a table in notebooks)."""
-    dev = get_device(device)
+    dev = get_device(as_device(device))
     extras: dict[str, str] = {"dlcore": _dlcore_version()}
     for name in ("torchvision", "sklearn"):
         module = sys.modules.get(name)

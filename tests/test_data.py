@@ -558,3 +558,17 @@ def test_loader_moves_tensors_once():
 def test_loader_rejects_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         TensorLoader(*args, **kwargs)
+
+
+def test_loader_and_traintest_reject_a_bad_device():
+    x = torch.zeros(4, 2)
+    with pytest.raises(TypeError, match="device must be .* got 0.5"):
+        TensorLoader(x, batch_size=2, device=0.5)
+    with pytest.raises(ValueError, match="device must name a device .*'gpu'"):
+        TensorLoader(x, batch_size=2, device="gpu")
+    y = torch.zeros(4)
+    tt = data.TrainTest(x, y, x, y, name="zeros", source="test")
+    with pytest.raises(ValueError, match="device .*'gpu'"):
+        tt.to("gpu")
+    with pytest.raises(TypeError, match="device must be .*None"):
+        tt.to(None)  # type: ignore[arg-type]

@@ -293,10 +293,12 @@ def test_ledger_row_records_time_and_memory():
     ledger = Ledger("demo", device="cpu")
     with ledger.row("sleepy", opt="sgd") as row:
         time.sleep(0.02)
+        x = torch.ones(12_500_000)  # 50 MB, held until the row is measured
         row.returns(test_acc=0.5)
     assert len(ledger) == 1 and ledger[0] is row and ledger["sleepy"] is row
     assert row.investment["train_s"] >= 0.02
-    assert row.investment["peak_mem_bytes"] >= 0
+    assert row.investment["peak_mem_bytes"] >= 35 * MB
+    del x
     assert row.tags == {"opt": "sgd"}
 
 
@@ -456,3 +458,20 @@ def test_ledger_plot_delegates_to_plot_ledger():
     assert sum(len(c.get_offsets()) for c in ax.collections) == 2
     assert math.isclose(ax.collections[0].get_offsets()[1][0], 2_000_000)
     plt.close("all")
+
+
+def test_device_key_path_and_model_arguments_are_checked(tmp_path):
+    with pytest.raises(TypeError, match="key must be a str, got int"):
+        measure.format_value(3, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model must be callable"):
+        flops_per_sample(3, torch.zeros(2, 3))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="device must be .* got 0"):
+        time_it(torch.zeros, 1, device=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="device must be .* got 0"), track_memory(0):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(TypeError, match="device must be .* got 0"):
+        Ledger("demo", device=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+        filled_ledger().save(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
+        Ledger.load(None)  # type: ignore[arg-type]

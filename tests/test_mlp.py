@@ -157,6 +157,9 @@ def test_reset_parameters_changes_scheme_in_place() -> None:
         ({"init": "normal", "init_std": float("nan")}, ValueError, "init_std"),
         ({"init_std": "big"}, TypeError, "init_std"),
         ({"bias": 1}, TypeError, "bias"),
+        ({"dtype": torch.int64}, TypeError, "dtype must be .*torch.int64"),
+        ({"device": "gpu"}, ValueError, "device must name a device .*'gpu'"),
+        ({"device": 1.5}, TypeError, "device must be .* got 1.5"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict, error: type, match: str) -> None:
@@ -179,8 +182,12 @@ def test_bad_input_shapes_are_errors_not_silent_reshapes() -> None:
 
 
 def test_inits_tuple_lists_every_accepted_scheme() -> None:
+    torch.manual_seed(0)
     for init in INITS:
-        MLP((3, 2), init=init)
+        (layer,) = MLP((3, 2), init=init).linears
+        assert bool((layer.weight == 0).all()) == (init == "zeros"), init
+        if init != "default":  # every other scheme starts the biases at zero
+            assert not layer.bias.any(), init
 
 
 # ---------------------------------------------------------------------------- the seed's pitfall

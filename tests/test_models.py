@@ -219,3 +219,13 @@ def test_least_squares_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=match):
         least_squares(x, y, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cls", [LinearRegression, LogisticRegression])
+def test_device_and_dtype_are_validated(cls: type) -> None:
+    with pytest.raises(TypeError, match="dtype must be .*'float32'"):
+        cls(3, dtype="float32")
+    with pytest.raises(ValueError, match="device must name a device .*'gpu'"):
+        cls(3, device="gpu")
+    with pytest.raises(TypeError, match="device must be .* got 1.5"):
+        SoftmaxRegression(3, 2, device=1.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import site
 import subprocess
 import sys
@@ -57,7 +58,14 @@ def test_version_agrees():
 
 @pytest.mark.slow
 def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
-    dist = tmp_path / "dist"
+    # Build from a copy of what the wheel is made of: setuptools' build/ folder in a working tree can
+    # hold stale modules from earlier builds, which would then ship in the wheel.
+    src, dist = tmp_path / "src", tmp_path / "dist"
+    shutil.copytree(
+        ROOT / "dlcore", src / "dlcore", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
     subprocess.run(
         [
             sys.executable,
@@ -67,7 +75,7 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
             "--no-isolation",
             "--outdir",
             str(dist),
-            str(ROOT),
+            str(src),
         ],
         check=True,
         capture_output=True,

@@ -223,3 +223,13 @@ def test_show_images_errors():
         show_images(torch.rand(3, 8, 8), ncols=0)
     with pytest.raises(TypeError, match="fig"):
         show_images(torch.rand(3, 8, 8), fig="figure")
+
+
+def test_plot_ledger_checks_annotate_and_show_images_checks_cmap():
+    with pytest.raises(TypeError, match="annotate must be a bool, got 'yes'"):
+        plot_ledger(ledger(), annotate="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cmap must be .* got 'grey-ish'"):
+        show_images(torch.zeros(2, 4, 4), cmap="grey-ish")
+    with pytest.raises(TypeError, match="cmap must be .* got 3"):
+        show_images(torch.zeros(2, 4, 4), cmap=3)  # type: ignore[arg-type]
+    plt.close("all")

@@ -81,3 +81,25 @@ def test_env_report_contents():
     assert report.threads == torch.get_num_threads()
     page = report._repr_html_()
     assert page.startswith("<table") and f"<td>{torch.__version__}</td>" in page
+
+
+def test_env_report_names_a_bad_device_argument() -> None:
+    with pytest.raises(TypeError, match="device must be .* got 3"):
+        env_report(3)  # type: ignore[arg-type]
+
+
+def test_as_device_checks_spelling_and_names_the_argument():
+    from dlcore.runtime import as_device
+
+    assert as_device(None) is None
+    assert as_device("cpu") == torch.device("cpu")
+    assert as_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(TypeError, match="where must be .* got 3"):
+        as_device(3, name="where")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="device must name a device .*'gpu'"):
+        as_device("gpu")
+
+
+def test_env_report_names_its_own_argument():
+    with pytest.raises(ValueError, match="^device must name a device"):
+        env_report("gpu")

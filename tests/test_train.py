@@ -784,3 +784,11 @@ def test_lr_scheduler_step_resumes_bit_identically(tmp_path) -> None:  # type: i
     assert same(params(straight), params(resumed)) and h1["loss"] == h2["loss"]
     with pytest.raises(ValueError, match="scheduler has taken 0 steps"):
         _run_scheduled(tmp_path, resume=True, restore=False)
+
+
+def test_load_checkpoint_checks_map_location_and_restore_rng(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = save_checkpoint(tmp_path / "m.pt", mlp(), epoch=0)
+    with pytest.raises(TypeError, match="restore_rng must be bool"):
+        load_checkpoint(path, restore_rng="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="map_location must be str or device"):
+        load_checkpoint(path, map_location=0)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from dlcore.measure.units import _sig, _time_unit, format_seconds
-from dlcore.runtime import get_device
+from dlcore.runtime import as_device, get_device
 
 __all__ = [
     "RSS_SAMPLE_INTERVAL_S",
@@ -106,6 +106,8 @@ def count_flops(
 
 def flops_per_sample(model: Callable[..., Any], x: torch.Tensor) -> float:
     """Forward FLOPs per sample: ``count_flops(model, x) / x.shape[0]``."""
+    if not callable(model):
+        raise TypeError(f"model must be callable, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a tensor with a non-empty batch dimension, got {shape}")
@@ -169,6 +171,7 @@ def time_it(
     _check_positive_seconds(min_run_time, "min_run_time")
     if not isinstance(label, str):
         raise TypeError(f"label must be a str, got {type(label).__name__}")
+    as_device(device)
     dev = get_device(device) if device is not None else None
     # Imported here, not at module level: torch.utils.benchmark pulls in cpp_extension, which warns
     # "No CUDA runtime is found" on CPU-only machines — noise in every chapter's first cell otherwise.
@@ -226,6 +229,7 @@ def track_memory(
         print(format_bytes(mem.peak_bytes))
     """
     _check_positive_seconds(interval, "interval")
+    as_device(device)
     dev = get_device(device)
     if dev.type == "cuda":
         usage = MemoryUsage(dev, "torch.cuda.max_memory_allocated")

@@ -18,7 +18,7 @@ import torch
 
 from dlcore.measure.costs import track_memory
 from dlcore.measure.units import _as_real, format_value
-from dlcore.runtime import get_device
+from dlcore.runtime import as_device, get_device
 
 __all__ = [
     "INVESTMENT_KEYS",
@@ -51,6 +51,11 @@ def _check_name(name: Any, what: str = "name") -> str:
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{what} must be a non-empty str, got {name!r}")
     return name
+
+
+def _check_path(path: Any) -> None:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} ({path!r})")
 
 
 @dataclass
@@ -127,6 +132,7 @@ class Ledger:
 
     def __init__(self, name: str, *, device: torch.device | str | None = None) -> None:
         self.name = _check_name(name)
+        as_device(device)
         self.device = device
         self.rows: list[Row] = []
 
@@ -280,6 +286,7 @@ class Ledger:
     # ---- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+        _check_path(path)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {
@@ -306,6 +313,7 @@ class Ledger:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Ledger:
         """Read a ledger written by :meth:`save`."""
+        _check_path(path)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path={str(path)!r}: no such ledger file")

@@ -79,6 +79,8 @@ def format_seconds(seconds: Any) -> str:
 
 def format_value(key: str, value: Any) -> str:
     """A ledger value, humanised by what its key says it measures (bytes, seconds, counts)."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__} ({key!r})")
     v = _as_real(value, key)
     if key.endswith("bytes") or key == "bytes_sent":
         return format_bytes(v)

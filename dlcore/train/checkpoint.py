@@ -126,6 +126,8 @@ def load_checkpoint(
     _check_type("path", path, (str, os.PathLike))
     _check_type("model", model, nn.Module, optional=True)
     _check_type("optimizer", optimizer, torch.optim.Optimizer, optional=True)
+    _check_type("map_location", map_location, (str, torch.device))
+    _check_type("restore_rng", restore_rng, bool)
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint file at {str(path)!r}")
