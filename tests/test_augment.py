@@ -15,13 +15,7 @@ from dlcore.augment import AugmentedLoader, random_affine
 from dlcore.data import TensorLoader
 from dlcore.train import ModelCheckpoint, fit
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gen(seed: int = 0) -> torch.Generator:

@@ -26,15 +26,7 @@ from dlcore.train import (
     save_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    # Tiny models gain nothing from threads, and on a busy 2-core box OpenMP's hand-offs make each
-    # small op cost milliseconds; one thread keeps this file fast everywhere.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def blobs(n: int = 200, d: int = 4, k: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
