@@ -14,6 +14,7 @@ import html
 import os
 import platform
 import random
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -108,7 +109,12 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
 
 @dataclass(frozen=True)
 class EnvReport:
-    """What a measurement ran on. Shown at the top of every chapter so numbers carry their context."""
+    """What a measurement ran on. Shown at the top of every chapter so numbers carry their context.
+
+    ``cpu`` (the model), ``cpu_capability`` (the instruction set ATen's kernels use) and ``blas``
+    (the matrix library and its numerical mode) are what most often explain timings and last-bit
+    differences between two machines running the same code.
+    """
 
     python: str
     platform: str
@@ -118,6 +124,9 @@ class EnvReport:
     device_name: str
     threads: int
     cpu_count: int
+    cpu: str = "unknown"
+    cpu_capability: str = "unknown"
+    blas: str = "unknown"
     extras: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str]]:
@@ -129,6 +138,9 @@ class EnvReport:
             ("device", f"{self.device} ({self.device_name})"),
             ("torch threads", str(self.threads)),
             ("cpu cores", str(self.cpu_count)),
+            ("cpu", self.cpu),
+            ("cpu capability", self.cpu_capability),
+            ("blas", self.blas),
         ]
         return base + sorted(self.extras.items())
 
@@ -145,16 +157,56 @@ class EnvReport:
         return f"<table class='dlcore-env'><caption>environment</caption>{cells}</table>"
 
 
+def _cpu_model() -> str:
+    """The CPU's marketing name: /proc/cpuinfo on Linux, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            match = re.search(r"^(?:model name|Hardware|cpu model)\s*:\s*(.+)$", f.read(), re.M)
+        if match:
+            return match.group(1).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _cpu_capability() -> str:
+    """The SIMD level ATen dispatches to (``ATEN_CPU_CAPABILITY`` can lower it)."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return str(get()) if get is not None else "unknown"
+
+
+def _blas() -> str:
+    """torch's BLAS (and MKL's reproducibility mode, if set), then NumPy's."""
+    config = torch.__config__.show()
+    mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config)
+    blas_info = re.search(r"BLAS_INFO=(\w+)", config)
+    if mkl and torch.backends.mkl.is_available():
+        torch_blas = f"MKL {mkl.group(1)}"
+    else:
+        torch_blas = blas_info.group(1) if blas_info else "unknown"
+    if os.environ.get("MKL_CBWR"):
+        torch_blas += f" (MKL_CBWR={os.environ['MKL_CBWR']})"
+    try:  # NumPy >= 1.26 reports its build as a dict
+        info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        numpy_blas = f"{info['name']} {info.get('version', '')}".strip()
+    except (TypeError, KeyError, ValueError, AttributeError):  # older NumPy: no dict form
+        numpy_blas = "unknown"
+    return f"torch: {torch_blas}; numpy: {numpy_blas}"
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple GPU"
-    return platform.processor() or platform.machine() or "cpu"
+    return _cpu_model()
 
 
 def env_report(device: torch.device | str | None = None) -> EnvReport:
-    """Versions, device and threads, as an :class:`EnvReport` (prints as a table in notebooks)."""
+    """Versions, device, threads, CPU model, instruction set and BLAS, as an :class:`EnvReport`.
+
+    Prints as a table in notebooks (HTML, since the book's Markdown has no tables).
+    """
     dev = get_device(as_device(device))
     extras: dict[str, str] = {"dlcore": _dlcore_version()}
     for name in ("torchvision", "sklearn"):
@@ -176,6 +228,9 @@ def env_report(device: torch.device | str | None = None) -> EnvReport:
         device_name=_device_name(dev),
         threads=torch.get_num_threads(),
         cpu_count=os.cpu_count() or 1,
+        cpu=_cpu_model(),
+        cpu_capability=_cpu_capability(),
+        blas=_blas(),
         extras=extras,
     )
 

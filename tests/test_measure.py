@@ -14,15 +14,18 @@ from torch import nn
 
 from dlcore import measure
 from dlcore.measure import (
+    Comparison,
     Ledger,
     Row,
     Timing,
+    compare_times,
     count_flops,
     count_params,
     flops_per_sample,
     format_bytes,
     format_count,
     format_seconds,
+    matmul_peak_flops,
     model_bytes,
     peak_memory,
     time_it,
@@ -128,6 +131,17 @@ def test_time_it_sees_a_sleep():
     assert 0.009 < t.median < 0.05
 
 
+def test_time_it_runs_with_torch_threads_not_the_timers_one():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = set()
+    try:
+        time_it(lambda: seen.add(torch.get_num_threads()), min_run_time=0.01)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {2}
+
+
 def test_timing_str_format():
     t = Timing(median=0.0123, iqr=0.0004, mean=0.0125, runs=57, label="")
     assert str(t) == "12.3 ms ± 0.4 ms (median ± IQR of 57 runs)"
@@ -146,53 +160,251 @@ def test_time_it_errors():
         time_it(abs, 1, label=3)
 
 
+# --------------------------------------------------------------------------- compare_times
+
+
+def scripted_time_it(monkeypatch, medians):
+    """Replace time_it inside dlcore.measure.timing: each call returns the next scripted median."""
+    calls, values = [], iter(medians)
+
+    def fake(fn, *args, min_run_time, device=None, **kwargs):
+        calls.append((fn, args, kwargs))
+        return Timing(median=next(values), iqr=0.0, mean=0.0, runs=1)
+
+    monkeypatch.setattr(measure.timing, "time_it", fake)
+    return calls
+
+
+def test_compare_times_rotates_the_order_and_takes_per_round_ratios(monkeypatch):
+    def a():
+        pass
+
+    def b():
+        pass
+
+    def c():
+        pass
+
+    # rounds run a b c, then b c a, then c a b; each value below is the next call's median
+    calls = scripted_time_it(monkeypatch, [1.0, 2.0, 4.0, 3.0, 4.0, 1.0, 8.0, 2.0, 4.0])
+    comp = compare_times({"a": a, "b": b, "c": c}, rounds=3)
+    assert [fn for fn, _, _ in calls] == [a, b, c, b, c, a, c, a, b]
+    assert comp.times == {"a": (1.0, 1.0, 2.0), "b": (2.0, 3.0, 4.0), "c": (4.0, 4.0, 8.0)}
+    assert comp.median == {"a": 1.0, "b": 3.0, "c": 4.0} and comp.rounds == 3
+    assert comp.ratios("b", "a") == [2.0, 3.0, 2.0]
+    assert comp.ratio("b", "a") == 2.0  # median of the paired ratios, not 3.0 / 1.0
+    assert comp.ratios("c", "b") == [2.0, pytest.approx(4 / 3), 2.0]
+    assert comp.ratio("c", "b") == 2.0  # while the medians give 4.0 / 3.0
+    assert comp.names == ["a", "b", "c"]
+
+
+def test_compare_times_two_contenders_alternate(monkeypatch):
+    calls = scripted_time_it(monkeypatch, [1.0] * 8)
+    first, second = (lambda: None), (lambda: None)
+    compare_times({"x": first, "y": second}, rounds=4)
+    assert [fn for fn, _, _ in calls] == [first, second, second, first] * 2
+
+
+def test_compare_times_really_times(monkeypatch):
+    comp = compare_times(
+        {"sleep 3 ms": lambda: time.sleep(0.003), "noop": lambda: None},
+        rounds=2,
+        min_run_time=0.02,
+    )
+    assert isinstance(comp, Comparison)
+    assert all(len(ts) == 2 for ts in comp.times.values())
+    assert comp.median["sleep 3 ms"] >= 0.003  # a sleep lasts at least as long as asked
+    assert all(r > 0 for r in comp.ratios("noop", "sleep 3 ms"))
+
+
+def test_comparison_prints_and_renders(monkeypatch):
+    scripted_time_it(monkeypatch, [0.002, 0.001, 0.0005, 0.004])
+    comp = compare_times({"eager": lambda: 0, "compiled": lambda: 0}, rounds=2)
+    text = str(comp)
+    lines = text.splitlines()
+    assert "2 alternating rounds" in lines[0] and "'eager'" in lines[0]
+    assert lines[1].split()[:2] == ["contender", "median"]
+    assert lines[2].startswith("eager") and "reference" in lines[2]
+    # compiled/eager per round: 0.001/0.002 and 0.0005/0.004 -> median 0.3125
+    assert lines[3].startswith("compiled") and "0.312x (0.125–0.5)" in lines[3]
+    page = comp._repr_html_()
+    assert page.startswith("<table") and "<th style='text-align:left'>contender</th>" in page
+    assert "0.312x (0.125–0.5)" in page
+    escaped = Comparison(
+        times={"<a>": (1.0,), "b": (2.0,)}, median={"<a>": 1.0, "b": 2.0}, rounds=1
+    )
+    assert "&lt;a&gt;" in escaped._repr_html_() and "<a>" not in escaped._repr_html_()
+
+
+def test_compare_times_errors():
+    ok = {"a": lambda: None, "b": lambda: None}
+    with pytest.raises(TypeError, match="contenders must be a dict"):
+        compare_times([lambda: None, lambda: None])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 2 .* got 1"):
+        compare_times({"a": lambda: None})
+    with pytest.raises(TypeError, match="names must be non-empty str, got 3"):
+        compare_times({3: lambda: None, "b": lambda: None})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match=r"contenders\['b'\] must be callable"):
+        compare_times({"a": lambda: None, "b": 42})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="rounds must be an int, got 2.0"):
+        compare_times(ok, rounds=2.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="rounds must be an int, got True"):
+        compare_times(ok, rounds=True)
+    with pytest.raises(ValueError, match="rounds must be at least 1, got 0"):
+        compare_times(ok, rounds=0)
+    with pytest.raises(ValueError, match="min_run_time"):
+        compare_times(ok, min_run_time=-1)
+    with pytest.raises(TypeError, match="device must be .* got 0"):
+        compare_times(ok, device=0)  # type: ignore[arg-type]
+    comp = Comparison(times={"a": (1.0,), "b": (2.0,)}, median={"a": 1.0, "b": 2.0}, rounds=1)
+    with pytest.raises(ValueError, match=r"a must be one of \['a', 'b'\], got 'c'"):
+        comp.ratio("c", "a")
+    with pytest.raises(ValueError, match="b must be one of"):
+        comp.ratios("a", "z")
+
+
+# --------------------------------------------------------------------------- matmul_peak_flops
+
+
+def test_matmul_peak_flops_is_the_best_size(monkeypatch):
+    calls = scripted_time_it(monkeypatch, [2e-3, 1e-3, 4e-3])
+    peak = matmul_peak_flops("cpu", sizes=(100, 200, 300))
+    shapes = [tuple(args[0].shape) for _, args, _ in calls]
+    assert shapes == [(100, 100), (200, 200), (300, 300)]
+    assert all(fn is torch.mm for fn, _, _ in calls)
+    # 2n^3 / t: 1e9, 16e9, 13.5e9 FLOP/s -> the best is n = 200
+    assert peak == pytest.approx(2 * 200**3 / 1e-3)
+
+
+def test_matmul_peak_flops_measures(one_thread):
+    peak = matmul_peak_flops("cpu", sizes=(64, 128), min_run_time=0.01)
+    assert isinstance(peak, float) and peak > 0
+
+
+def test_matmul_peak_flops_errors():
+    with pytest.raises(ValueError, match="sizes must be a non-empty .* got \\(\\)"):
+        matmul_peak_flops("cpu", sizes=())
+    with pytest.raises(ValueError, match="sizes must .* got \\(64, 0\\)"):
+        matmul_peak_flops("cpu", sizes=(64, 0))
+    with pytest.raises(TypeError, match="sizes must be a sequence"):
+        matmul_peak_flops("cpu", sizes=64)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype, got torch.int32"):
+        matmul_peak_flops("cpu", dtype=torch.int32)
+    with pytest.raises(ValueError, match="min_run_time"):
+        matmul_peak_flops("cpu", min_run_time=0)
+    with pytest.raises(TypeError, match="device must be .* got 1"):
+        matmul_peak_flops(1)  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------- memory
 
 
+def cpu_peak_available() -> bool:
+    with track_memory("cpu") as usage:
+        pass
+    return usage.peak_bytes is not None
+
+
+needs_vmhwm = pytest.mark.skipif(
+    not cpu_peak_available(), reason="needs Linux's VmHWM and a writable /proc/self/clear_refs"
+)
+
+
+@needs_vmhwm
 def test_peak_memory_cpu_sees_allocation_kept_alive():
     big, peak = peak_memory(torch.ones, 50_000_000, device="cpu")  # 200 MB of float32, returned
     assert big.numel() == 50_000_000
-    assert peak >= 150 * MB
+    assert peak == pytest.approx(200 * MB, rel=0.03)
 
 
+@needs_vmhwm
 def test_peak_memory_cpu_sees_transient_allocation():
     def transient() -> float:
-        x = torch.ones(50_000_000)  # 200 MB, freed on return
-        time.sleep(0.05)  # many sampling intervals
+        x = torch.ones(50_000_000)  # 200 MB, freed on return: a sampler could miss it, VmHWM cannot
         return float(x[0])
 
     result, peak = peak_memory(transient, device="cpu")
     assert result == 1.0
-    assert peak >= 150 * MB
+    assert peak == pytest.approx(200 * MB, rel=0.03)
+    _, small = peak_memory(lambda: b"\x01" * (10 * MB), device="cpu")  # written, so resident
+    assert small == pytest.approx(10 * MB, rel=0.2)
 
 
+@needs_vmhwm
 def test_track_memory_context_manager():
     with track_memory("cpu") as usage:
         assert usage.peak_bytes is None
         x = torch.ones(25_000_000)  # 100 MB
-    assert usage.peak_bytes >= 75 * MB
-    assert "RSS" in usage.method
+    assert usage.peak_bytes == pytest.approx(100 * MB, rel=0.03)
+    assert "VmHWM" in usage.method
     del x
+
+
+@needs_vmhwm
+def test_nested_tracking_keeps_the_outer_peak():
+    with track_memory("cpu") as outer:
+        big = torch.ones(50_000_000)  # 200 MB, freed before the inner block resets the counter
+        del big
+        with track_memory("cpu") as first:
+            small = torch.ones(12_500_000)  # 50 MB
+            del small
+        with track_memory("cpu") as second:
+            with track_memory("cpu") as innermost:
+                pass
+    assert outer.peak_bytes == pytest.approx(200 * MB, rel=0.03)
+    assert first.peak_bytes == pytest.approx(50 * MB, rel=0.05)  # the reset hid the 200 MB
+    assert second.peak_bytes < 5 * MB and innermost.peak_bytes < 5 * MB
+    assert measure.memory._stacks["cpu"] == []  # every block closed its frame
+
+
+def test_no_exact_counter_means_no_number(monkeypatch, tmp_path):
+    monkeypatch.setattr(measure.memory, "_CLEAR_REFS", tmp_path / "missing" / "clear_refs")
+    with track_memory("cpu") as usage:
+        x = torch.ones(1000)
+    assert usage.peak_bytes is None and "not writable" in usage.method
+    assert peak_memory(torch.ones, 10, device="cpu")[1] is None
+    monkeypatch.setattr(measure.memory, "_STATUS", tmp_path / "status")
+    with track_memory("cpu") as usage:
+        pass
+    assert usage.peak_bytes is None and "not Linux" in usage.method
+    ledger = Ledger("demo", device="cpu")
+    with ledger.row("r") as row, row.timed():
+        x += 1
+    assert "train_s" in row.investment and "peak_mem_bytes" not in row.investment
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_memory_timing_and_ledger_row():
     x, peak = peak_memory(torch.ones, 25_000_000, device="cuda")  # 100 MB on the GPU
-    assert x.is_cuda and peak >= 100 * MB
+    assert x.is_cuda and peak == pytest.approx(100 * MB, rel=0.01)
     a = torch.randn(1000, 1000, device="cuda")
     ledger = Ledger("gpu", device="cuda")
     with ledger.row("matmul") as row:
+        with row.timed():
+            b = torch.empty(10_000_000, device="cuda")  # 40 MB, alive when the part closes
         row.returns(latency_s=time_it(torch.mm, a, a, device="cuda", min_run_time=0.05).median)
-        b = torch.empty(10_000_000, device="cuda")  # 40 MB, alive when the row closes
-    assert row.investment["peak_mem_bytes"] >= 40 * MB and row.result["latency_s"] > 0
+    assert row.investment["peak_mem_bytes"] == pytest.approx(40 * MB, rel=0.01)
+    assert row.result["latency_s"] > 0
     del b
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_nested_tracking_keeps_the_outer_peak():
+    with track_memory("cuda") as outer:
+        big = torch.empty(50_000_000, device="cuda")  # 200 MB, freed before the inner reset
+        del big
+        with track_memory("cuda") as inner:
+            small = torch.empty(12_500_000, device="cuda")  # 50 MB
+            del small
+    assert outer.peak_bytes == pytest.approx(200 * MB, rel=0.01)
+    assert inner.peak_bytes == pytest.approx(50 * MB, rel=0.01)
 
 
 def test_memory_errors():
     with pytest.raises(TypeError, match="fn"):
         peak_memory(None)
-    with pytest.raises(ValueError, match="interval"):
-        with track_memory("cpu", interval=-1):
+    with pytest.raises(ValueError, match="device must name a device"):
+        with track_memory("gpu"):
             pass
 
 
@@ -289,24 +501,82 @@ def filled_ledger(name: str = "mlp") -> Ledger:
     return ledger
 
 
-def test_ledger_row_records_time_and_memory():
+def test_ledger_row_measures_nothing_by_itself():
     ledger = Ledger("demo", device="cpu")
-    with ledger.row("sleepy", opt="sgd") as row:
-        time.sleep(0.02)
-        x = torch.ones(12_500_000)  # 50 MB, held until the row is measured
+    with ledger.row("untimed", opt="sgd") as row:
+        x = torch.ones(1000)
         row.returns(test_acc=0.5)
-    assert len(ledger) == 1 and ledger[0] is row and ledger["sleepy"] is row
-    assert row.investment["train_s"] >= 0.02
-    assert row.investment["peak_mem_bytes"] >= 35 * MB
-    del x
+    assert len(ledger) == 1 and ledger[0] is row and ledger["untimed"] is row
+    assert row.investment == {} and row.result == {"test_acc": 0.5}
     assert row.tags == {"opt": "sgd"}
+    del x
 
 
-def test_ledger_row_keeps_values_the_block_set():
+def test_row_timed_records_only_its_block(monkeypatch):
+    clock = iter([10.0, 12.5, 20.0, 21.0])  # two timed parts: 2.5 s and 1.0 s
+    monkeypatch.setattr(measure.ledger, "perf_counter", lambda: next(clock))
     ledger = Ledger("demo", device="cpu")
     with ledger.row("r") as row:
-        row.invest(train_s=123.0)
-    assert ledger["r"].investment["train_s"] == 123.0
+        with row.timed():
+            pass
+        time.sleep(0.01)  # evaluation, FLOP counting: not training
+        with row.timed():
+            pass
+    assert row.investment["train_s"] == 3.5  # the seconds of both parts add up
+
+
+def test_row_timed_real_clock():
+    ledger = Ledger("demo", device="cpu")
+    with ledger.row("sleepy") as row:
+        with row.timed("fit_s", memory_key=None):
+            time.sleep(0.02)
+    assert row.investment["fit_s"] >= 0.02 and list(row.investment) == ["fit_s"]
+
+
+@needs_vmhwm
+def test_row_timed_memory_is_that_of_its_block_and_the_max_over_parts():
+    ledger = Ledger("demo", device="cpu")
+    with ledger.row("r") as row:
+        with row.timed():
+            kept = torch.ones(12_500_000)  # 50 MB, alive when the part closes
+        evaluation = torch.ones(50_000_000)  # 200 MB outside the timed part: not counted
+        del evaluation
+        assert row.investment["peak_mem_bytes"] == pytest.approx(50 * MB, rel=0.05)
+        with row.timed():
+            transient = torch.ones(25_000_000)  # 100 MB: the larger peak wins
+            del transient
+    assert row.investment["peak_mem_bytes"] == pytest.approx(100 * MB, rel=0.05)
+    del kept
+
+
+def test_row_timed_adds_to_an_earlier_value_and_records_nothing_on_error():
+    row = Row("r").invest(train_s=123.0)
+    with row.timed(memory_key=None):
+        pass
+    assert row.investment["train_s"] >= 123.0
+    seen = dict(row.investment)
+    with pytest.raises(RuntimeError, match="diverged"):
+        with row.timed():
+            raise RuntimeError("diverged")
+    assert row.investment == seen
+
+
+def test_row_timed_errors_before_running_the_block():
+    row = Row("r", tags={"opt": "adam"}).returns(val_s=1.0)
+    ran = []
+    for kwargs, err, msg in [
+        ({"key": "test_acc"}, ValueError, "'test_acc' is a return"),
+        ({"key": "val_s"}, ValueError, "'val_s' is a return"),
+        ({"key": "opt"}, ValueError, "'opt' clashes with a tag"),
+        ({"key": ""}, ValueError, "key must be a non-empty str"),
+        ({"key": 3}, ValueError, "key must be a non-empty str, got 3"),
+        ({"memory_key": "train_s"}, ValueError, "memory_key must differ from key"),
+        ({"memory_key": "latency_s"}, ValueError, "'latency_s' is a return"),
+    ]:
+        with pytest.raises(err, match=msg):
+            with row.timed(**kwargs):
+                ran.append(kwargs)
+    assert ran == []
 
 
 def test_ledger_row_failure_adds_nothing_and_reraises():

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +105,23 @@ def test_as_device_checks_spelling_and_names_the_argument():
 def test_env_report_names_its_own_argument():
     with pytest.raises(ValueError, match="^device must name a device"):
         env_report("gpu")
+
+
+def test_env_report_names_cpu_instruction_set_and_blas(monkeypatch):
+    report = env_report("cpu")
+    assert report.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "model name" in cpuinfo.read_text():
+        model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M).group(1).strip()
+        assert report.cpu == model
+    else:
+        assert report.cpu and report.cpu != "unknown"
+    if torch.backends.mkl.is_available():
+        assert re.match(r"torch: MKL \d+\.\d+", report.blas)
+    assert "; numpy: " in report.blas and "MKL_CBWR" not in report.blas
+    text, page = str(report), report._repr_html_()
+    for label in ("cpu capability", "blas"):
+        assert label in text and f"<th style='text-align:left'>{label}</th>" in page
+    assert f"<td>{report.cpu_capability}</td>" in page
+    monkeypatch.setenv("MKL_CBWR", "AVX2")  # MKL's reproducibility mode changes the last bits
+    assert "(MKL_CBWR=AVX2)" in env_report("cpu").blas

@@ -1,46 +1,19 @@
-"""The investment side: parameters, FLOPs, time, memory and model bytes, each from a trusted tool.
+"""Counting costs: parameters, FLOPs (``torch.utils.flop_counter.FlopCounterMode``) and model bytes.
 
-* FLOPs  — ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as **2** FLOPs);
-* time   — ``torch.utils.benchmark.Timer.blocked_autorange`` (warm-up, CUDA sync, medians);
-* memory — ``torch.cuda.max_memory_allocated`` on CUDA, sampled process RSS (``psutil``) on CPU;
-* bytes  — the length of ``torch.save(model.state_dict())``.
+Time lives in :mod:`dlcore.measure.timing`, memory in :mod:`dlcore.measure.memory`.
 """
 
 from __future__ import annotations
 
 import io
-import math
-import numbers
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-import psutil
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dlcore.measure.units import _sig, _time_unit, format_seconds
-from dlcore.runtime import as_device, get_device
-
-__all__ = [
-    "RSS_SAMPLE_INTERVAL_S",
-    "count_params",
-    "count_flops",
-    "flops_per_sample",
-    "Timing",
-    "time_it",
-    "MemoryUsage",
-    "track_memory",
-    "peak_memory",
-    "model_bytes",
-]
-
-
-#: How often :func:`track_memory` samples the process RSS on CPU (seconds).
-RSS_SAMPLE_INTERVAL_S = 0.001
+__all__ = ["count_params", "count_flops", "flops_per_sample", "model_bytes"]
 
 
 # --------------------------------------------------------------------------- counting
@@ -114,170 +87,7 @@ def flops_per_sample(model: Callable[..., Any], x: torch.Tensor) -> float:
     return count_flops(model, x) / x.shape[0]
 
 
-# --------------------------------------------------------------------------- time
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call: median and interquartile range over ``runs`` timed blocks.
-
-    Each run times ``calls_per_run`` back-to-back calls and divides, so timer overhead vanishes
-    for fast functions; the median resists the outliers a busy machine produces.
-    """
-
-    median: float
-    iqr: float
-    mean: float
-    runs: int
-    label: str = ""
-    calls_per_run: int = 1
-
-    def __str__(self) -> str:
-        unit, scale = _time_unit(self.median)
-        iqr = _sig(self.iqr * scale, 2)
-        text = f"{format_seconds(self.median)} ± {iqr} {unit} (median ± IQR of {self.runs} runs)"
-        return f"{self.label}: {text}" if self.label else text
-
-
-def _check_positive_seconds(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
-
-
-def time_it(
-    fn: Callable[..., Any],
-    *args: Any,
-    min_run_time: float = 0.2,
-    label: str = "",
-    device: torch.device | str | None = None,
-    **kwargs: Any,
-) -> Timing:
-    """Time ``fn(*args, **kwargs)`` with ``torch.utils.benchmark.Timer.blocked_autorange``.
-
-    The Timer picks how many calls make one run (finding it doubles as warm-up), synchronises
-    the current accelerator around each run, and keeps going for ``min_run_time`` seconds. It
-    runs with all of torch's threads: the Timer's default of one thread would time a different
-    machine than the one training uses. ``device``: a CUDA device to make current while timing,
-    so the Timer's synchronisation waits for *that* device.
-
-    >>> t = time_it(torch.mm, torch.randn(256, 256), torch.randn(256, 256), label="mm")
-    >>> str(t)  # doctest: +SKIP
-    'mm: 512 µs ± 20 µs (median ± IQR of 350 runs)'
-    """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    _check_positive_seconds(min_run_time, "min_run_time")
-    if not isinstance(label, str):
-        raise TypeError(f"label must be a str, got {type(label).__name__}")
-    as_device(device)
-    dev = get_device(device) if device is not None else None
-    # Imported here, not at module level: torch.utils.benchmark pulls in cpp_extension, which warns
-    # "No CUDA runtime is found" on CPU-only machines — noise in every chapter's first cell otherwise.
-    from torch.utils import benchmark
-
-    timer = benchmark.Timer(
-        stmt="fn(*args, **kwargs)",
-        globals={"fn": fn, "args": args, "kwargs": kwargs},
-        label=label or "time_it",
-        num_threads=torch.get_num_threads(),
-    )
-    current = torch.cuda.device(dev) if dev is not None and dev.type == "cuda" else nullcontext()
-    with current:
-        m = timer.blocked_autorange(min_run_time=float(min_run_time))
-    return Timing(
-        median=float(m.median),
-        iqr=float(m.iqr),
-        mean=float(m.mean),
-        runs=len(m.times),
-        label=label,
-        calls_per_run=int(m.number_per_run),
-    )
-
-
-# --------------------------------------------------------------------------- memory
-
-
-@dataclass
-class MemoryUsage:
-    """What :func:`track_memory` yields; ``peak_bytes`` is filled in when the block exits."""
-
-    device: torch.device
-    method: str
-    peak_bytes: int | None = None
-
-
-@contextmanager
-def track_memory(
-    device: torch.device | str | None = None, *, interval: float = RSS_SAMPLE_INTERVAL_S
-) -> Iterator[MemoryUsage]:
-    """Peak memory growth during a ``with`` block, in bytes, relative to its start.
-
-    * CUDA: ``reset_peak_memory_stats`` then ``max_memory_allocated`` minus what was allocated
-      before — exact for tensors (the caching allocator's reserve is not counted).
-    * CPU: the process's resident set size (RSS), sampled every ``interval`` seconds (default
-      1 ms) by a background thread, plus once at each end. RSS is an upper-level, noisy measure:
-      it counts every allocation in the process (Python objects, other threads), misses peaks
-      shorter than the interval, and misses memory the allocator reuses without asking the OS.
-    * MPS: ``torch.mps.current_allocated_memory`` sampled the same way.
-
-    ``device=None`` means :func:`dlcore.get_device`. Example::
-
-        with track_memory() as mem:
-            y = model(x)
-        print(format_bytes(mem.peak_bytes))
-    """
-    _check_positive_seconds(interval, "interval")
-    as_device(device)
-    dev = get_device(device)
-    if dev.type == "cuda":
-        usage = MemoryUsage(dev, "torch.cuda.max_memory_allocated")
-        torch.cuda.synchronize(dev)
-        base = torch.cuda.memory_allocated(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        try:
-            yield usage
-        finally:
-            torch.cuda.synchronize(dev)
-            usage.peak_bytes = max(0, torch.cuda.max_memory_allocated(dev) - base)
-        return
-
-    if dev.type == "mps":
-        read: Callable[[], int] = torch.mps.current_allocated_memory
-        usage = MemoryUsage(dev, f"torch.mps.current_allocated_memory every {interval * 1e3:g} ms")
-    else:
-        process = psutil.Process()
-        read = lambda: process.memory_info().rss  # noqa: E731
-        usage = MemoryUsage(dev, f"process RSS every {interval * 1e3:g} ms")
-    stop = threading.Event()
-    base = read()
-    peak = [base]
-
-    def sample() -> None:
-        while not stop.wait(interval):
-            peak[0] = max(peak[0], read())
-
-    sampler = threading.Thread(target=sample, name="dlcore-memory-sampler", daemon=True)
-    sampler.start()
-    try:
-        yield usage
-    finally:
-        stop.set()
-        sampler.join()
-        usage.peak_bytes = max(0, max(peak[0], read()) - base)
-
-
-def peak_memory(
-    fn: Callable[..., Any], *args: Any, device: torch.device | str | None = None, **kwargs: Any
-) -> tuple[Any, int]:
-    """``(fn(*args, **kwargs), peak bytes)`` — the call run inside :func:`track_memory`."""
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    with track_memory(device) as usage:
-        result = fn(*args, **kwargs)
-    assert usage.peak_bytes is not None  # set by track_memory on exit
-    return result, usage.peak_bytes
+# --------------------------------------------------------------------------- bytes
 
 
 def model_bytes(model: nn.Module) -> int:

@@ -7,16 +7,16 @@ import json
 import numbers
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import torch
 
-from dlcore.measure.costs import track_memory
+from dlcore.measure.memory import track_memory
 from dlcore.measure.units import _as_real, format_value
 from dlcore.runtime import as_device, get_device
 
@@ -33,7 +33,7 @@ INVESTMENT_KEYS: dict[str, str] = {
     "flops_per_sample": "FLOPs per sample (multiply-add = 2)",
     "train_s": "training time (s)",
     "samples_per_s": "throughput (samples/s)",
-    "peak_mem_bytes": "peak memory (bytes)",
+    "peak_mem_bytes": "peak memory growth (bytes)",
     "bytes_sent": "bytes communicated (bytes)",
     "model_bytes": "model size on disk (bytes)",
 }
@@ -45,6 +45,13 @@ RETURN_KEYS: dict[str, str] = {
 }
 
 # --------------------------------------------------------------------------- the ledger
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _check_name(name: Any, what: str = "name") -> str:
@@ -64,13 +71,16 @@ class Row:
 
     Set values with :meth:`invest` and :meth:`returns`; each value must be a finite real number
     (int, float, NumPy scalar or 0-d tensor; stored as float). Known keys, with units, are listed
-    in :data:`INVESTMENT_KEYS` and :data:`RETURN_KEYS`; other keys are allowed.
+    in :data:`INVESTMENT_KEYS` and :data:`RETURN_KEYS`; other keys are allowed. Time and memory
+    of a part of the experiment come from :meth:`timed`.
     """
 
     name: str
     investment: dict[str, float] = field(default_factory=dict)
     result: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # whose clock and memory timed() measures; Ledger.row passes the ledger's device
+    _device: torch.device | str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -88,15 +98,19 @@ class Row:
         self.invest(**investment)
         self.returns(**result)
 
-    def _set(self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]) -> None:
+    def _check_keys(self, target: dict[str, float], other: dict[str, float], keys: Any) -> None:
         # A key lives in one place only, so flat records and plots are never ambiguous.
         wrong = RETURN_KEYS if target is self.investment else INVESTMENT_KEYS
-        for key, value in kw.items():
+        for key in keys:
             if key in wrong or key in other:
                 kind = "an investment" if wrong is INVESTMENT_KEYS else "a return"
                 raise ValueError(f"{key!r} is {kind} of row {self.name!r}, not both")
             if key in self.tags or key == "name":
                 raise ValueError(f"{key!r} clashes with a tag or the name of row {self.name!r}")
+
+    def _set(self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]) -> None:
+        self._check_keys(target, other, kw)
+        for key, value in kw.items():
             target[key] = _as_real(value, key)
 
     def invest(self, **kw: Any) -> Row:
@@ -108,6 +122,43 @@ class Row:
         """Record returns, e.g. ``row.returns(test_acc=0.978)``; returns the row."""
         self._set(self.result, self.investment, kw)
         return self
+
+    @contextmanager
+    def timed(
+        self, key: str = "train_s", memory_key: str | None = "peak_mem_bytes"
+    ) -> Iterator[None]:
+        """Record the seconds (and peak memory) of the ``with`` block as investments of this row.
+
+        ``key`` gets the wall time, after synchronising the device at both ends so queued GPU
+        work is counted where it ran; ``memory_key`` (``None``: skip) gets the peak memory growth
+        from :func:`track_memory`, where the device has an exact counter (nothing is recorded
+        where it has none). Used again with the same keys, the seconds add up and the peak is
+        the larger of the two — e.g. training in several stages. A block that raises records
+        nothing. Only what runs inside the block is measured::
+
+            with ledger.row("784-500-10 · Adam") as row:
+                with row.timed():                  # train_s, peak_mem_bytes
+                    fit(model, loss_fn, opt, train, epochs=3)
+                row.returns(test_acc=evaluate(model, test)["accuracy"])   # not timed
+        """
+        _check_name(key, "key")
+        if memory_key is not None:
+            _check_name(memory_key, "memory_key")
+            if memory_key == key:
+                raise ValueError(f"memory_key must differ from key, both are {key!r}")
+        self._check_keys(self.investment, self.result, [k for k in (key, memory_key) if k])
+        device = get_device(self._device)
+        memory = track_memory(device) if memory_key is not None else nullcontext()
+        with memory as usage:
+            _synchronize(device)  # earlier queued work is not this block's
+            start = perf_counter()
+            yield
+            _synchronize(device)  # the block's kernels may still be running
+            seconds = perf_counter() - start
+        measured = {key: self.investment.get(key, 0.0) + seconds}
+        if memory_key is not None and usage is not None and usage.peak_bytes is not None:
+            measured[memory_key] = max(self.investment.get(memory_key, 0.0), usage.peak_bytes)
+        self.invest(**measured)
 
     def get(self, key: str) -> float | None:
         """The value of an investment or result ``key``, or None if this row lacks it."""
@@ -126,8 +177,8 @@ class Ledger:
 
     Row names are unique within a ledger (they label the points of :meth:`plot`). The ledger
     renders as a table in a notebook, saves to JSON, and :meth:`concat` joins the chapters'
-    ledgers for the ROI chapter. ``device``: whose memory :meth:`row` tracks (default
-    :func:`dlcore.get_device`).
+    ledgers for the ROI chapter. ``device``: whose clock and memory :meth:`Row.timed` measures
+    in this ledger's rows (default :func:`dlcore.get_device`).
     """
 
     def __init__(self, name: str, *, device: torch.device | str | None = None) -> None:
@@ -150,22 +201,14 @@ class Ledger:
     def row(self, name: str, **tags: Any) -> Iterator[Row]:
         """Run the block as one experiment; add its row only if the block succeeds.
 
-        Records ``train_s`` (wall time via ``time.perf_counter``, after a device sync) and
-        ``peak_mem_bytes`` (:func:`track_memory`: exact on CUDA, sampled RSS growth on CPU)
-        unless the block set them itself. A block that
-        raises adds no row and the exception propagates.
+        The row measures nothing by itself: time and memory come from :meth:`Row.timed` around
+        the part they describe (training, say, not the evaluation and FLOP counting beside it).
+        A block that raises adds no row and the exception propagates.
         """
         row = Row(name, tags=tags)
         self._check_new(name)
-        device = get_device(self.device)
-        with track_memory(device) as usage:
-            start = time.perf_counter()
-            yield row
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # the block's kernels may still be running
-            elapsed = time.perf_counter() - start
-        measured = {"train_s": elapsed, "peak_mem_bytes": usage.peak_bytes}
-        row.invest(**{k: v for k, v in measured.items() if k not in row.investment})
+        row._device = self.device
+        yield row
         self._append(row)
 
     def add(
