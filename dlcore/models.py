@@ -5,12 +5,14 @@ and which loss it is paired with:
 
 - ``LinearRegression``: :math:`\hat y = w^\top x + b`, loss ``F.mse_loss(model(x), y)``;
 - ``LogisticRegression``: the logit :math:`z`, with :math:`p(y=1 \mid x) = \sigma(z)`,
-  loss ``F.binary_cross_entropy_with_logits(z, y)``;
+  loss ``LogisticRegression.loss(z, y)`` (BCE with logits, on labels checked to be 0 or 1);
 - ``SoftmaxRegression``: logits :math:`z \in \mathbb{R}^C`, loss ``F.cross_entropy(z, y)``.
 
 The classifiers return *logits*, never probabilities: the losses fuse the sigmoid/softmax with the log
 (log-sum-exp), which stays finite where ``log(softmax(z))`` overflows. ``predict_proba`` is for people,
-the logits are for losses.
+the logits are for losses. Every classifier's ``predict_proba`` is (N, C), as in scikit-learn (a
+binary model's is (N, 2): ``[:, 1]`` is :math:`p(y=1 \mid x)`), and ``predict``/``predict_proba``
+evaluate in eval mode without autograd, restoring the model's mode afterwards.
 
 ``least_squares`` is the closed-form reference every gradient-descent fit is checked against::
 
@@ -91,18 +93,54 @@ class _Affine(nn.Module):
         return f"in_features={self.in_features}"
 
 
-class _ClassScores:
-    """For modules whose forward returns class scores (logits) of shape (N, C)."""
+class _Predictions:
+    r"""``predict`` and ``predict_proba`` for every classifier, run as ``dlcore.train.evaluate`` runs.
 
-    @torch.no_grad()
+    Both evaluate the forward in eval mode (dropout off, batch norm on its running statistics)
+    without autograd, then put the module's train/eval mode back: after ``fit`` a model is in train
+    mode, and a prediction must neither be random nor switch training off. ``torch.no_grad``, not
+    ``inference_mode``: a teacher's probabilities may become a student's targets, and inference
+    tensors cannot be saved for backward.
+
+    One convention for all classifiers, scikit-learn's: ``predict_proba`` is (N, C), column ``k``
+    holding :math:`p(y = k \mid x)` (so ``[:, 1]`` is the positive class of a binary model), and
+    ``predict`` is int64 class indices (N,), decided on the scores (probabilities can tie when
+    rounded).
+    """
+
+    def _proba(self, scores: torch.Tensor) -> torch.Tensor:  # forward's output -> (N, C)
+        raise NotImplementedError
+
+    def _decide(self, scores: torch.Tensor) -> torch.Tensor:  # forward's output -> (N,) int64
+        raise NotImplementedError
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        model: nn.Module = self  # type: ignore[assignment]
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return model(x)
+        finally:
+            model.train(was_training)
+
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``softmax(z)``, shape (N, C) — for people, not for the loss."""
-        return F.softmax(self(x), dim=-1)  # type: ignore[operator]
+        """Class probabilities, shape (N, C), rows summing to one — for people, not for the loss."""
+        return self._proba(self._scores(x))
 
-    @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The most probable class, as int64 of shape (N,)."""
-        return self(x).argmax(dim=-1)  # type: ignore[operator]
+        return self._decide(self._scores(x))
+
+
+class _ClassScores(_Predictions):
+    """For modules whose forward returns class scores (logits) of shape (N, C)."""
+
+    def _proba(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.softmax(scores, dim=-1)  # (N, C)
+
+    def _decide(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.argmax(dim=-1)  # (N,)
 
 
 class LinearRegression(_Affine):
@@ -134,7 +172,7 @@ class LinearRegression(_Affine):
         return self.linear(x).squeeze(-1)  # (N,)
 
 
-class LogisticRegression(_Affine):
+class LogisticRegression(_Predictions, _Affine):
     r"""Logistic regression for labels :math:`y \in \{0, 1\}`; ``forward`` returns the logit.
 
     .. math::
@@ -143,13 +181,20 @@ class LogisticRegression(_Affine):
 
         L(w, b) = -\frac1N \sum_{i=1}^N \big[y_i \log \sigma(z_i) + (1 - y_i) \log(1 - \sigma(z_i))\big]
 
-    Train with ``F.binary_cross_entropy_with_logits(model(x), y.float())`` (``nn.BCEWithLogitsLoss``),
-    which computes :math:`\log\sigma(z) = -\log(1 + e^{-z})` without ever forming
-    :math:`\sigma(z)`, so it stays finite for large :math:`|z|`.
+    Train with :meth:`loss` — ``F.binary_cross_entropy_with_logits(z, y)`` after
+    :meth:`check_targets` — which computes :math:`\log\sigma(z) = -\log(1 + e^{-z})` without ever
+    forming :math:`\sigma(z)`, so it stays finite for large :math:`|z|`. The check matters: with a
+    label outside :math:`[0, 1]` the loss is unbounded below, and training runs "fine" towards
+    :math:`-\infty`.
+
+    ``predict_proba`` follows every classifier (and scikit-learn): shape (N, 2), columns
+    :math:`[1 - \sigma(z), \sigma(z)]`; take ``[:, 1]`` for :math:`p(y = 1 \mid x)`.
 
     >>> model = LogisticRegression(2)
-    >>> model.predict_proba(torch.zeros(4, 2))
-    tensor([0.5000, 0.5000, 0.5000, 0.5000])
+    >>> model.predict_proba(torch.zeros(3, 2))
+    tensor([[0.5000, 0.5000],
+            [0.5000, 0.5000],
+            [0.5000, 0.5000]])
     """
 
     def __init__(
@@ -165,15 +210,47 @@ class LogisticRegression(_Affine):
         x = _check_input(x, self.in_features)  # (N, d)
         return self.linear(x).squeeze(-1)  # (N,) logits
 
-    @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        r""":math:`\sigma(z) = p(y = 1 \mid x)`, shape (N,), in [0, 1]."""
-        return torch.sigmoid(self(x))
+    @staticmethod
+    def check_targets(y: torch.Tensor) -> torch.Tensor:
+        """``y`` unchanged if it is a 1-D tensor of 0s and 1s (bool, int or float); else an error.
 
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The class with probability above 1/2 (logit above 0), as int64 of shape (N,)."""
-        return (self(x) > 0).long()
+        Costs one reduction and, on an accelerator, one host sync: cheap next to a training step.
+        """
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        if y.dim() != 1 or y.is_complex():
+            raise ValueError(f"y must be a real 1-D tensor (N,), got {y.dtype} {tuple(y.shape)}")
+        bad = ~((y == 0) | (y == 1))  # NaN lands here too
+        if bad.any():
+            values = torch.unique(y[bad])[:5].tolist()
+            raise ValueError(
+                f"y must hold only 0 and 1 (the two classes), got {int(bad.sum())} other "
+                f"value(s), e.g. {values}; relabel, e.g. y = (y == positive_class)"
+            )
+        return y
+
+    @staticmethod
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""Mean binary cross-entropy of ``logits`` (N,) against labels ``y`` (N,) in {0, 1}.
+
+        ``F.binary_cross_entropy_with_logits(logits, y)`` once :meth:`check_targets` has passed;
+        ``y`` is cast to the logits' dtype. Usable wherever a ``loss_fn(output, y)`` is expected.
+        """
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+        y = LogisticRegression.check_targets(y)
+        if logits.shape != y.shape:
+            raise ValueError(
+                f"logits must have y's shape {tuple(y.shape)}, got {tuple(logits.shape)}"
+            )
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+
+    def _proba(self, scores: torch.Tensor) -> torch.Tensor:
+        # σ(−z), not 1 − σ(z): for a large logit 1 − σ(z) rounds to 0, σ(−z) keeps its digits
+        return torch.stack([torch.sigmoid(-scores), torch.sigmoid(scores)], dim=-1)  # (N, 2)
+
+    def _decide(self, scores: torch.Tensor) -> torch.Tensor:
+        return (scores > 0).long()  # p(y=1) > 1/2 exactly when the logit is above 0
 
 
 class SoftmaxRegression(_ClassScores, _Affine):

@@ -86,6 +86,39 @@ def test_dropout_is_active_in_training_and_off_in_eval() -> None:
     assert torch.equal(model(x), model(x))
 
 
+def test_predictions_after_training_are_deterministic_and_leave_train_mode_on() -> None:
+    # issue 9: after fit the model is in train mode, and predict drew a new dropout mask per call
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 20), torch.randint(0, 5, (256,))
+    model = MLP((20, 64, 5), dropout=0.5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(5):  # a few training steps, as fit leaves it: in train mode
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert model.training
+    first, again = model.predict(x), model.predict(x)
+    proba, proba_again = model.predict_proba(x), model.predict_proba(x)
+    assert model.training  # the mode the caller had is back
+    assert torch.equal(first, again) and torch.equal(proba, proba_again)
+    model.eval()
+    with torch.no_grad():
+        eval_logits = model(x)
+    torch.testing.assert_close(proba, F.softmax(eval_logits, dim=1), rtol=0, atol=0)
+    assert torch.equal(first, eval_logits.argmax(1))
+    assert not model.training  # and an eval-mode model stays in eval mode
+    model.predict(x)
+    assert not model.training
+
+
+def test_predict_restores_the_mode_even_when_forward_fails() -> None:
+    model = MLP((4, 3, 2), dropout=0.2)
+    model.train()
+    with pytest.raises(ValueError, match="x must have shape"):
+        model.predict(torch.zeros(2, 5))
+    assert model.training and all(m.training for m in model.modules())
+
+
 def test_dtype_and_device_arguments_reach_the_parameters() -> None:
     model = MLP((4, 3, 2), dtype=torch.float64, device="cpu")
     assert all(p.dtype == torch.float64 and p.device.type == "cpu" for p in model.parameters())

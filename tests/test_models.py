@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dlcore.models import LinearRegression, LogisticRegression, SoftmaxRegression, least_squares
+from dlcore.models import (
+    MLP,
+    LinearRegression,
+    LogisticRegression,
+    SoftmaxRegression,
+    least_squares,
+)
 
 # ---------------------------------------------------------------------------- shapes and outputs
 
@@ -41,12 +48,97 @@ def test_logistic_regression_logits_proba_and_predict() -> None:
         model.linear.weight.normal_(std=10.0)  # large logits: probabilities must still be in [0, 1]
     x = torch.randn(64, 5)
     logits, proba, pred = model(x), model.predict_proba(x), model.predict(x)
-    assert logits.shape == proba.shape == pred.shape == (64,)
+    assert logits.shape == pred.shape == (64,)
+    assert proba.shape == (64, 2)  # (N, C) like every classifier: columns p(y=0), p(y=1)
     assert ((proba >= 0) & (proba <= 1)).all()
-    torch.testing.assert_close(proba, torch.sigmoid(logits).detach())
+    torch.testing.assert_close(proba[:, 1], torch.sigmoid(logits).detach())
+    torch.testing.assert_close(proba.sum(dim=1), torch.ones(64))
     assert pred.dtype == torch.int64
-    assert torch.equal(pred, (proba > 0.5).long())
-    assert not proba.requires_grad
+    assert torch.equal(pred, (logits > 0).long())
+    assert not proba.requires_grad and not pred.requires_grad
+
+
+def test_logistic_predict_proba_keeps_the_small_probability_of_a_confident_logit() -> None:
+    model = LogisticRegression(1, dtype=torch.float64)
+    with torch.no_grad():
+        model.linear.weight.fill_(1.0)
+    proba = model.predict_proba(torch.tensor([[40.0], [-40.0]], dtype=torch.float64))
+    # 1 − σ(40) rounds to 0 in float64; σ(−40) ≈ 4.2e-18 does not
+    torch.testing.assert_close(proba[0, 0], torch.sigmoid(torch.tensor(-40.0, dtype=torch.float64)))
+    torch.testing.assert_close(proba[1, 1], proba[0, 0])
+    assert proba[0, 0] > 0
+
+
+def test_binary_predict_proba_has_scikit_learns_layout() -> None:
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    w, b = torch.randn(3, generator=g, dtype=torch.float64), 0.3
+    ours = LogisticRegression(3, dtype=torch.float64)
+    with torch.no_grad():
+        ours.linear.weight.copy_(w.unsqueeze(0))
+        ours.linear.bias.fill_(b)
+    theirs = sklearn.LogisticRegression()  # same parameters set by hand: compare the conventions
+    theirs.coef_, theirs.intercept_, theirs.classes_ = w.numpy()[None], np.array([b]), np.arange(2)
+    np.testing.assert_allclose(ours.predict_proba(x).numpy(), theirs.predict_proba(x.numpy()))
+    np.testing.assert_array_equal(ours.predict(x).numpy(), theirs.predict(x.numpy()))
+
+
+@pytest.mark.parametrize(
+    "model", [LogisticRegression(3), SoftmaxRegression(3, 4), MLP((3, 8, 4), dropout=0.5)]
+)
+def test_every_classifier_predicts_in_eval_mode_and_restores_the_mode(
+    model: torch.nn.Module,
+) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(16, 3)
+    for training in (True, False):
+        model.train(training)
+        proba = model.predict_proba(x)
+        assert model.training is training
+        num_classes = 2 if isinstance(model, LogisticRegression) else 4
+        assert proba.shape == (16, num_classes) and not proba.requires_grad
+        torch.testing.assert_close(proba.sum(dim=1), torch.ones(16))
+        assert model.predict(x).shape == (16,) and model.training is training
+    # the probabilities may feed a later graph (a teacher's soft targets): no inference tensors
+    assert not proba.is_inference()
+
+
+def test_logistic_targets_must_be_zero_or_one() -> None:
+    check = LogisticRegression.check_targets
+    for y in (torch.tensor([0, 1, 1]), torch.tensor([0.0, 1.0]), torch.tensor([True, False])):
+        assert check(y) is y
+    with pytest.raises(
+        ValueError, match=r"y must hold only 0 and 1.* 2 other value\(s\), e.g. \[-1, 2\]"
+    ):
+        check(torch.tensor([0, 2, 1, -1]))
+    with pytest.raises(ValueError, match="y must hold only 0 and 1"):
+        check(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="y must hold only 0 and 1.*0.5"):
+        check(torch.tensor([0.5, 1.0]))  # soft labels are not this class's labels
+    with pytest.raises(ValueError, match=r"y must be a real 1-D tensor.*\(2, 1\)"):
+        check(torch.zeros(2, 1))
+    with pytest.raises(TypeError, match="y must be a torch.Tensor, got list"):
+        check([0, 1])  # type: ignore[arg-type]
+
+
+def test_logistic_loss_is_bce_with_logits_on_checked_labels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 2, (8,))
+    loss = LogisticRegression.loss(logits, y)
+    torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits, y.double()))
+    loss.backward()
+    assert logits.grad is not None
+    # a label of 2 makes BCE unbounded below (z·(1 − y) → −∞): refused before any step is taken
+    bad = torch.tensor([0.0, 2.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    assert F.binary_cross_entropy_with_logits(1e6 * (bad == 2), bad) < -1e5
+    with pytest.raises(ValueError, match="y must hold only 0 and 1"):
+        LogisticRegression.loss(logits, bad)
+    with pytest.raises(ValueError, match=r"logits must have y's shape \(8,\), got \(8, 1\)"):
+        LogisticRegression.loss(logits.detach().unsqueeze(1), y)
+    with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
+        LogisticRegression.loss([0.0] * 8, y)  # type: ignore[arg-type]
 
 
 def test_softmax_regression_shapes_and_probabilities() -> None:
