@@ -229,8 +229,16 @@ class Tensor:
         if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real):
             raise TypeError(f"exponent must be a number, got {type(exponent).__name__}")
         out = Tensor(self.data**exponent, _parents=(self,), _op=f"**{exponent:g}")
-        # d(x^p)/dx = p·x^(p-1)
-        out._backward = lambda: self._add_grad(exponent * self.data ** (exponent - 1) * out.grad)
+
+        def _backward() -> None:
+            if (
+                exponent == 0
+            ):  # x^0 = 1 is constant: gradient 0, even at x = 0 where 0·0^(-1) is NaN
+                self._add_grad(np.zeros_like(out.grad))
+            else:  # d(x^p)/dx = p·x^(p-1)
+                self._add_grad(exponent * self.data ** (exponent - 1) * out.grad)
+
+        out._backward = _backward
         return out
 
     __radd__, __rmul__ = __add__, __mul__  # 2 + t is t + 2: both commute
@@ -282,9 +290,15 @@ class Tensor:
         return out
 
     def sigmoid(self) -> Tensor:
-        # σ(x) = (1 + tanh(x/2)) / 2: the same function, but exp(-x) cannot overflow
-        out = Tensor(0.5 * (1 + np.tanh(0.5 * self.data)), _parents=(self,), _op="sigmoid")
-        out._backward = lambda: self._add_grad(out.data * (1 - out.data) * out.grad)
+        # σ(x) = 1/(1 + e^(−x)) for x ≥ 0 and e^x/(1 + e^x) for x < 0: e^(−|x|) ≤ 1 never overflows,
+        # and for very negative x the answer keeps e^x's relative precision instead of rounding
+        # 1 − (something near 1) to 0 (as (1 + tanh(x/2))/2 does below x ≈ −38).
+        e = np.exp(-np.abs(self.data))
+        big, small = 1 / (1 + e), e / (1 + e)  # σ(|x|) and σ(−|x|) = 1 − σ(|x|), both exact-ish
+        positive = self.data >= 0
+        out = Tensor(np.where(positive, big, small), _parents=(self,), _op="sigmoid")
+        # σ'(x) = σ(x)·σ(−x): the product of the two, not σ·(1 − σ), which is 0 once σ rounds to 1
+        out._backward = lambda: self._add_grad(big * small * out.grad)
         return out
 
     def relu(self) -> Tensor:

@@ -174,6 +174,67 @@ def test_mlp_training_step_matches_torch():
         )
 
 
+SIGMOID_POINTS = np.array([-700.0, -50.0, -38.0, -30.0, -10.0, -1e-8, -0.0, 0.0, 1.0, 30.0, 50.0])
+
+
+def test_sigmoid_keeps_full_relative_precision_in_both_tails():
+    # issue 9: (1 + tanh(x/2))/2 had relative error 1.7e-4 at x = −30 and was exactly 0 below −38
+    x = Tensor(SIGMOID_POINTS, requires_grad=True)
+    out = x.sigmoid()
+    ref = torch.sigmoid(torch.tensor(SIGMOID_POINTS))
+    np.testing.assert_allclose(out.data, ref.numpy(), rtol=1e-15, atol=0)
+    assert (out.data > 0).all() and out.data[1] == pytest.approx(np.exp(-50.0), rel=1e-15)
+    out.backward(np.ones_like(SIGMOID_POINTS))
+    # σ'(x) = σ(x)σ(−x), exact in both tails (σ(1 − σ) would be 0 at x = 50, not e^−50)
+    exact = (ref * torch.sigmoid(-torch.tensor(SIGMOID_POINTS))).numpy()
+    np.testing.assert_allclose(x.grad, exact, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_of_sigmoid_is_finite_with_a_finite_gradient_far_in_the_tail(dtype):
+    points = np.array([-80.0, -50.0, -30.0, 0.0, 30.0], dtype=dtype)
+    x = Tensor(points, requires_grad=True)
+    out = x.sigmoid().log()
+    out.sum().backward()
+    ref_x = torch.tensor(points, requires_grad=True)
+    ref = torch.nn.functional.logsigmoid(ref_x)  # torch's own stable log σ
+    ref.sum().backward()
+    assert out.dtype == x.grad.dtype == dtype
+    assert np.isfinite(out.data).all() and np.isfinite(x.grad).all()
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    # atol: log σ(30) = −9e-14 is below σ's last bit near 1; a composition cannot do better
+    atol = 1e-7 if dtype == np.float32 else 1e-15
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(x.grad, ref_x.grad.numpy(), rtol=rtol, atol=1e-300)
+
+
+POW_POINTS = np.array([-2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("exponent", [0, 0.0, 1, 2, 3, -1, -2, 0.5, -0.5, 1.5, 2.5])
+def test_pow_edge_cases_match_torch_autograd(exponent):
+    # zeros, signed zeros and negative bases: where x^(p−1) is 0, inf or NaN, torch decides.
+    # Not −0.0 for p = ±0.5: torch computes those as sqrt/rsqrt, whose infinity at −0 is −inf,
+    # where C's pow (NumPy's, ours) gives +inf — a convention about the sign of zero, not calculus.
+    points = (
+        POW_POINTS[~np.signbit(POW_POINTS) | (POW_POINTS != 0)]
+        if abs(exponent) == 0.5
+        else POW_POINTS
+    )
+    x = Tensor(points, requires_grad=True)
+    ref_x = torch.tensor(points, requires_grad=True)
+    seed = np.linspace(0.5, 2.0, len(points))
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0^−1 and (−1)^0.5 are meant here
+        out = x**exponent
+        out.backward(seed)
+    ref = ref_x**exponent
+    ref.backward(torch.tensor(seed))
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-15, equal_nan=True)
+    np.testing.assert_allclose(x.grad, ref_x.grad.numpy(), rtol=1e-15, equal_nan=True)
+    if exponent == 0:  # x^0 = 1 everywhere: gradient 0, also at x = 0 (0·0^−1 used to be NaN)
+        assert (x.grad == 0).all()
+
+
 # ---------------------------------------------------------------------------------------------------
 # property tests: random shapes with broadcasting, random small graphs
 
