@@ -116,7 +116,7 @@ def test_logistic_regression_matches_sklearn(seed: int, l2: float) -> None:
     )
     np.testing.assert_allclose(model.linear.bias.item(), sk.intercept_[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        model.predict_proba(x).numpy(), sk.predict_proba(x.numpy())[:, 1], atol=1e-6
+        model.predict_proba(x).numpy(), sk.predict_proba(x.numpy()), atol=1e-6
     )
     assert np.array_equal(model.predict(x).numpy(), sk.predict(x.numpy()))
 

@@ -784,3 +784,22 @@ def test_load_checkpoint_checks_map_location_and_restore_rng(tmp_path) -> None: 
         load_checkpoint(path, restore_rng="no")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="map_location must be str or device"):
         load_checkpoint(path, map_location=0)  # type: ignore[arg-type]
+
+
+def test_logistic_regression_loss_reports_accuracy() -> None:
+    # LogisticRegression.loss is BCE-with-logits with its targets checked: fit must treat it as such
+    from dlcore.models import LogisticRegression
+
+    x, y = blobs(n=120, k=2)
+    model = LogisticRegression(4)
+    history = fit(
+        model,
+        LogisticRegression.loss,
+        torch.optim.SGD(model.parameters(), 0.5),
+        TensorLoader(x, y.float(), batch_size=32),
+        epochs=10,
+        progress=False,
+    )
+    assert history["accuracy"][-1] > 0.95
+    with pytest.raises(ValueError, match="y"):
+        LogisticRegression.loss(model(x), y.float() * 2)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlcore.models import LogisticRegression
 from dlcore.train._checks import _check_int, _check_type
 from dlcore.train.callbacks import Callback, NonFiniteGuard, NonFiniteLossError, TrainState
 from dlcore.train.checkpoint import load_checkpoint
@@ -37,6 +38,7 @@ def _loss_task(loss_fn: Any) -> str | None:
         ("multiclass", nn.CrossEntropyLoss, F.cross_entropy),
         ("multiclass", nn.NLLLoss, F.nll_loss),
         ("logit", nn.BCEWithLogitsLoss, F.binary_cross_entropy_with_logits),
+        ("logit", nn.BCEWithLogitsLoss, LogisticRegression.loss),  # the same loss, targets checked
         ("prob", nn.BCELoss, F.binary_cross_entropy),
     ):
         if isinstance(loss_fn, module) or loss_fn is function:
