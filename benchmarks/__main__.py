@@ -21,8 +21,13 @@ import torch
 import benchmarks
 import dlcore
 from benchmarks.case import run_case
+from dlcore.measure import format_seconds
 
 SKIP = {"case", "__main__"}
+
+
+def _value(metric: str, value: float) -> str:
+    return f"{value:.0%}" if metric == "utilization" else f"{value:.2f}x"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     device = dlcore.get_device()
+    report = dlcore.env_report(device)
     print(
-        f"dlcore {dlcore.__version__} · torch {torch.__version__} · {device} · "
-        f"{torch.get_num_threads()} threads"
+        f"dlcore {dlcore.__version__} · torch {torch.__version__} · {device} ({report.device_name}) · "
+        f"{torch.get_num_threads()} threads · {report.cpu_capability} · {report.blas}"
     )
     results = []
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in SKIP)
@@ -43,19 +49,24 @@ def main(argv: list[str] | None = None) -> int:
             continue
         module = importlib.import_module(f"benchmarks.{module_name}")
         for case in module.cases(device):
-            result = run_case(case)
+            result = run_case(case, device=device)
             results.append(result)
             print(f"  measured {result.name}", file=sys.stderr)
 
-    header = f"{'benchmark':<44} {'ours':>10} {'reference':>10} {'metric':>11} {'value':>7} {'target':>8}  ok"
+    header = (
+        f"{'benchmark':<46} {'ours':>9} {'reference':>9} {'thr':>3} {'metric':>11} "
+        f"{'median':>7} {'min–max over rounds':>19} {'target':>8}  ok"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         print(
-            f"{r.name:<44} {r.ours_s * 1e3:>8.2f}ms {r.reference_s * 1e3:>8.2f}ms "
-            f"{r.metric:>11} {r.value:>6.2f}x {r.target:>8}  {'yes' if r.met else 'NO'}"
+            f"{r.name:<46} {format_seconds(r.ours_s):>9} {format_seconds(r.reference_s):>9} "
+            f"{r.threads:>3} {r.metric:>11} {_value(r.metric, r.value):>7} "
+            f"{_value(r.metric, r.low) + ' – ' + _value(r.metric, r.high):>19} {r.target:>8}  "
+            f"{'yes' if r.met else 'NO'}"
         )
-        print(f"{'  vs ' + r.reference_name:<44}")
+        print(f"{'  vs ' + r.reference_name}")
 
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "env": dict(report.rows()),
         "results": [dataclasses.asdict(r) for r in results],
     }
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as tmp:

@@ -1,8 +1,8 @@
 """`dlcore.autograd` vs `torch.autograd`: one SGD step of the same MLP on the same digits-shaped batch.
 
-Both run on one CPU thread: the runner's ``torch.utils.benchmark.Timer`` gives torch one thread, and
-we limit NumPy's BLAS to one as well (two thread pools alternating on the same cores slow each other
-down, which would measure the pools rather than the engines). The limit costs ~20 µs per call.
+Both run on one CPU thread, as in the graphs chapter (``Case(threads=1)`` sets torch's threads and
+NumPy's BLAS pool alike): two thread pools alternating on the same cores slow each other down, which
+would measure the pools rather than the engines.
 
 Target: our engine builds its graph in Python, so each op pays interpreter time on top of the array
 work; on this small MLP a step costing at most 3x torch's is the bar. Larger matrices close the gap,
@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from threadpoolctl import ThreadpoolController
 
 from benchmarks.case import Case
 from dlcore.autograd import Tensor, cross_entropy
@@ -38,15 +37,13 @@ def cases(device: torch.device) -> list[Case]:
         torch_params += [w.requires_grad_(), torch.zeros(fan_out, requires_grad=True)]
     ours_params = [Tensor(p.detach(), requires_grad=True) for p in torch_params]
     x_np, y_np = x.numpy(), y.numpy()
-    blas = ThreadpoolController()
 
     def ours() -> None:
-        with blas.limit(limits=1, user_api="blas"):
-            loss = cross_entropy(_mlp(Tensor(x_np), *ours_params), y_np)
-            loss.backward()
-            for p in ours_params:
-                p.data -= LR * p.grad
-                p.grad = None
+        loss = cross_entropy(_mlp(Tensor(x_np), *ours_params), y_np)
+        loss.backward()
+        for p in ours_params:
+            p.data -= LR * p.grad
+            p.grad = None
 
     def reference() -> None:
         loss = F.cross_entropy(_mlp(x, *torch_params), y)
@@ -64,5 +61,6 @@ def cases(device: torch.device) -> list[Case]:
             reference_name="torch.autograd, same MLP and batch (CPU, 1 thread)",
             target=("<=", 3.0),
             min_run_time=3.0,
+            threads=1,
         )
     ]

@@ -1,19 +1,29 @@
-"""One benchmark comparison: ours vs a reference, timed in the same run."""
+"""One benchmark comparison: ours vs a reference, timed in alternating rounds in the same run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
-from torch.utils import benchmark
+import torch
+from threadpoolctl import threadpool_limits
+
+from dlcore.measure import compare_times
 
 
 @dataclass(frozen=True)
 class Case:
     """``ours`` and ``reference`` are zero-argument callables doing the same work.
 
-    ``target`` states the goal as a ratio of medians: ``("<=", 1.05)`` means ours may take at most 5 % longer
-    than the reference; ``(">=", 5.0)`` means the reference must take at least 5x longer than ours (speed-up).
+    ``target`` states the goal as a ratio: ``("<=", 1.05)`` means ours may take at most 5 % longer
+    than the reference; ``(">=", 5.0)`` means the reference must take at least 5x longer than ours
+    (speed-up). With ``work=(ours_flops, reference_flops)`` the value is a utilisation instead:
+    ours' FLOP/s as a fraction of the reference's, e.g. ``(">=", 0.4)``.
+
+    ``threads``: torch's (and the BLAS libraries') thread count while this case runs; ``None``
+    keeps ``torch.get_num_threads()``, the count the chapters train with.
     """
 
     name: str
@@ -22,53 +32,75 @@ class Case:
     reference_name: str
     target: tuple[str, float]
     min_run_time: float = 2.0
+    threads: int | None = None
+    work: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
 class Result:
     name: str
     reference_name: str
-    ours_s: float
+    ours_s: float  # median over rounds of each round's median
     reference_s: float
-    ours_iqr_s: float
-    reference_iqr_s: float
-    metric: str  # "time ratio" (ours/reference) or "speed-up" (reference/ours)
-    value: float
+    metric: str  # "time ratio" (ours/reference), "speed-up" (reference/ours) or "utilization"
+    value: float  # median over rounds of the per-round metric
+    low: float  # its smallest and largest value over the rounds
+    high: float
+    rounds: int
+    threads: int
     target: str
     met: bool
 
 
-def _median(fn: Callable[[], object], min_run_time: float) -> tuple[float, float]:
-    measurement = benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
-        min_run_time=min_run_time
-    )
-    return measurement.median, measurement.iqr
+@contextmanager
+def _threads(n: int | None) -> Iterator[int]:
+    before = torch.get_num_threads()
+    if n is None:
+        yield before
+        return
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):  # NumPy's BLAS too: one pool of n threads, not two
+            yield n
+    finally:
+        torch.set_num_threads(before)
 
 
-def run_case(case: Case, *, repeats: int = 3) -> Result:
-    # Alternate ours/reference a few times and keep each side's best median: drift in the machine's load
-    # then hits both sides instead of whichever happened to run second.
-    ours, ref = [], []
-    for _ in range(repeats):
-        ours.append(_median(case.ours, case.min_run_time / repeats))
-        ref.append(_median(case.reference, case.min_run_time / repeats))
-    (ours_s, ours_iqr), (ref_s, ref_iqr) = min(ours), min(ref)
+def run_case(case: Case, *, rounds: int = 5, device: torch.device | None = None) -> Result:
+    """Time ``case`` with :func:`dlcore.measure.compare_times` and judge it against its target."""
     op, goal = case.target
-    if op == "<=":
-        metric, value, met = "time ratio", ours_s / ref_s, ours_s / ref_s <= goal
-    elif op == ">=":
-        metric, value, met = "speed-up", ref_s / ours_s, ref_s / ours_s >= goal
-    else:
+    if op not in ("<=", ">="):
         raise ValueError(f"target must use '<=' or '>=', got {case.target!r}")
+    with _threads(case.threads) as threads:
+        comparison = compare_times(
+            {"ours": case.ours, "reference": case.reference},
+            rounds=rounds,
+            min_run_time=case.min_run_time / rounds,
+            device=device,
+        )
+    if case.work is not None:  # (w_o / t_o) / (w_r / t_r), round by round
+        ours_flops, reference_flops = case.work
+        scale = ours_flops / reference_flops
+        metric, per_round = (
+            "utilization",
+            [r * scale for r in comparison.ratios("reference", "ours")],
+        )
+    elif op == "<=":
+        metric, per_round = "time ratio", comparison.ratios("ours", "reference")
+    else:
+        metric, per_round = "speed-up", comparison.ratios("reference", "ours")
+    value = statistics.median(per_round)
     return Result(
         name=case.name,
         reference_name=case.reference_name,
-        ours_s=ours_s,
-        reference_s=ref_s,
-        ours_iqr_s=ours_iqr,
-        reference_iqr_s=ref_iqr,
+        ours_s=comparison.median["ours"],
+        reference_s=comparison.median["reference"],
         metric=metric,
         value=value,
+        low=min(per_round),
+        high=max(per_round),
+        rounds=rounds,
+        threads=threads,
         target=f"{op} {goal:g}",
-        met=met,
+        met=value <= goal if op == "<=" else value >= goal,
     )

@@ -263,6 +263,42 @@ def test_compare_times_errors():
         comp.ratios("a", "z")
 
 
+def test_make_bench_cases_use_compare_times(monkeypatch):
+    from benchmarks.case import Case, run_case
+
+    def ours():
+        pass
+
+    def reference():
+        pass
+
+    # 3 rounds, order ours/ref, ref/ours, ours/ref; per-round ours/ref = 2, 1, 4 -> median 2
+    calls = scripted_time_it(monkeypatch, [2.0, 1.0, 1.0, 1.0, 4.0, 1.0])
+    slow = run_case(Case("c", ours, reference, "ref", ("<=", 1.5)), rounds=3)
+    assert [fn for fn, _, _ in calls] == [ours, reference, reference, ours, ours, reference]
+    assert (slow.metric, slow.value, slow.low, slow.high, slow.met) == (
+        "time ratio",
+        2.0,
+        1.0,
+        4.0,
+        False,
+    )
+    assert slow.ours_s == 2.0 and slow.reference_s == 1.0
+    scripted_time_it(monkeypatch, [1.0, 4.0])
+    fast = run_case(Case("c", ours, reference, "ref", (">=", 3.0)), rounds=1)
+    assert (fast.metric, fast.value, fast.met) == ("speed-up", 4.0, True)
+    # utilization: (ours FLOPs / ours s) / (reference FLOPs / reference s) = (10 / 2) / (100 / 1)
+    scripted_time_it(monkeypatch, [2.0, 1.0])
+    util = run_case(Case("c", ours, reference, "ref", (">=", 0.4), work=(10.0, 100.0)), rounds=1)
+    assert (util.metric, util.value, util.met) == ("utilization", 0.05, False)
+    threads = torch.get_num_threads()
+    scripted_time_it(monkeypatch, [1.0, 1.0])
+    one = run_case(Case("c", ours, reference, "ref", ("<=", 1.0), threads=1), rounds=1)
+    assert one.threads == 1 and torch.get_num_threads() == threads  # restored afterwards
+    with pytest.raises(ValueError, match="target must use"):
+        run_case(Case("c", ours, reference, "ref", ("<", 1.0)))
+
+
 # --------------------------------------------------------------------------- matmul_peak_flops
 
 
