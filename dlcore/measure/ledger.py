@@ -178,7 +178,16 @@ class Ledger:
     Row names are unique within a ledger (they label the points of :meth:`plot`). The ledger
     renders as a table in a notebook, saves to JSON, and :meth:`concat` joins the chapters'
     ledgers for the ROI chapter. ``device``: whose clock and memory :meth:`Row.timed` measures
-    in this ledger's rows (default :func:`dlcore.get_device`).
+    in this ledger's rows (default :func:`dlcore.get_device`). ::
+
+        ledger = Ledger("mlp")
+        with ledger.row("784-500-10 · Adam", opt="adam") as row:
+            with row.timed():                       # train_s, peak_mem_bytes: training only
+                history = fit(model, loss_fn, opt, train, epochs=3)
+            row.invest(params=count_params(model), flops_per_sample=flops_per_sample(model, x[:1]))
+            row.returns(test_acc=evaluate(model, test)["accuracy"])
+        ledger                                      # renders as a table in the notebook
+        ledger.plot(x="train_s", y="test_acc")
     """
 
     def __init__(self, name: str, *, device: torch.device | str | None = None) -> None:
