@@ -399,7 +399,13 @@ def test_no_exact_counter_means_no_number(monkeypatch, tmp_path):
         x = torch.ones(1000)
     assert usage.peak_bytes is None and "not writable" in usage.method
     assert peak_memory(torch.ones, 10, device="cpu")[1] is None
+    monkeypatch.undo()
+    (tmp_path / "status").write_text("Name:\tpython\nVmRSS:\t  1000 kB\n")  # no VmHWM line
     monkeypatch.setattr(measure.memory, "_STATUS", tmp_path / "status")
+    with track_memory("cpu") as usage:
+        pass
+    assert usage.peak_bytes is None and "VmHWM is missing" in usage.method
+    monkeypatch.setattr(measure.memory, "_STATUS", tmp_path / "absent")
     with track_memory("cpu") as usage:
         pass
     assert usage.peak_bytes is None and "not Linux" in usage.method

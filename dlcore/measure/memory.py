@@ -136,14 +136,17 @@ def track_memory(device: torch.device | str | None = None) -> Iterator[MemoryUsa
     with _lock:
         if reason is None:
             stack = _stacks.setdefault(counter.key, [])
-            before = counter.peak()
-            if counter.reset():
+            try:
+                before = counter.peak()
+            except OSError:  # a /proc/self/status without VmHWM: resetting could not help
+                before = None
+            if before is not None and counter.reset():
                 for outer in stack:  # what the counter saw until now belongs to every open block
                     outer.peak = max(outer.peak, before)
                 frame = _Frame(base=counter.current(), peak=0)
                 stack.append(frame)
             else:
-                reason = "none: /proc/self/clear_refs is not writable"
+                reason = "none: /proc/self/clear_refs is not writable or VmHWM is missing"
     usage = MemoryUsage(dev, counter.method if reason is None else reason)
     if reason is not None:
         yield usage
