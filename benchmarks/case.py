@@ -101,6 +101,6 @@ def run_case(case: Case, *, rounds: int = 5, device: torch.device | None = None)
         high=max(per_round),
         rounds=rounds,
         threads=threads,
-        target=f"{op} {goal:g}",
+        target=f"{op} {goal:.0%}" if metric == "utilization" else f"{op} {goal:g}",
         met=value <= goal if op == "<=" else value >= goal,
     )
