@@ -787,3 +787,16 @@ def test_device_key_path_and_model_arguments_are_checked(tmp_path):
         filled_ledger().save(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
         Ledger.load(None)  # type: ignore[arg-type]
+
+
+def test_timing_prints_no_cuda_runtime_warning() -> None:
+    # importing torch.utils.benchmark logs "No CUDA runtime is found" on GPU-less machines with a
+    # CUDA build of torch; it used to leak into every chapter that timed something
+    import subprocess
+    import sys
+
+    code = "import torch; from dlcore.measure import time_it; time_it(torch.zeros, 3, min_run_time=0.01)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert "No CUDA runtime" not in result.stderr, result.stderr

@@ -8,6 +8,7 @@ default of one.
 from __future__ import annotations
 
 import html
+import logging
 import math
 import numbers
 import statistics
@@ -53,6 +54,22 @@ def _check_positive_seconds(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
 
 
+def _torch_benchmark() -> Any:
+    """``torch.utils.benchmark``, imported on first use without its "No CUDA runtime" warning.
+
+    Importing it pulls in ``torch.utils.cpp_extension``, which logs that warning on every machine
+    with CUDA-enabled torch and no GPU: noise in the book's pages, saying nothing about the timing.
+    """
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        log.setLevel(level)
+    return benchmark
+
+
 def time_it(
     fn: Callable[..., Any],
     *args: Any,
@@ -80,10 +97,7 @@ def time_it(
         raise TypeError(f"label must be a str, got {type(label).__name__}")
     as_device(device)
     dev = get_device(device) if device is not None else None
-    # Imported here, not at module level: torch.utils.benchmark pulls in cpp_extension, which warns
-    # "No CUDA runtime is found" on CPU-only machines — noise in every chapter's first cell otherwise.
-    from torch.utils import benchmark
-
+    benchmark = _torch_benchmark()
     timer = benchmark.Timer(
         stmt="fn(*args, **kwargs)",
         globals={"fn": fn, "args": args, "kwargs": kwargs},
