@@ -6,7 +6,10 @@ reuse the old outputs. This extension fingerprints everything an output depends 
 
 * every file of the watched packages (``fresh_outputs_packages``, default ``["dlcore"]``),
 * the name and version of every installed distribution, and the Python version,
-* the ``DLCORE_*`` environment variables (e.g. ``DLCORE_DEVICE``).
+* the ``DLCORE_*`` environment variables (e.g. ``DLCORE_DEVICE``, ``DLCORE_NUMERICS``) and every variable
+  that picks a numeric code path (``numerics.VARIABLES``: ``MKL_CBWR``, ``ATEN_CPU_CAPABILITY``, thread
+  counts, ...), as the ``numerics`` extension left them: a book executed under one numeric path is never
+  served from the cache when it is built under another.
 
 When the fingerprint differs from the one stored beside the jupyter cache, the cache is emptied before any
 page is read, and every page is re-read (and so every notebook re-executed). Pages whose execution failed
@@ -27,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from numerics import VARIABLES as NUMERICS_VARIABLES
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
@@ -70,7 +74,11 @@ def fingerprint(packages: list[str]) -> dict[str, str]:
         f"{platform.python_implementation()} {sys.version.split()[0]} {platform.machine()}"
     )
     parts["env"] = json.dumps(
-        {k: v for k, v in sorted(os.environ.items()) if k.startswith("DLCORE_")}
+        {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("DLCORE_") or k in NUMERICS_VARIABLES
+        }
     )
     return parts
 

@@ -8,16 +8,20 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 import tarfile
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from book_site import HTML, ROOT, toc_docnames
 
 sys.path.insert(0, str(ROOT / "chapters" / "_ext"))
 import fresh_outputs  # noqa: E402
+import numerics  # noqa: E402
 import offline_assets  # noqa: E402
 from sphinx.errors import ExtensionError  # noqa: E402
 
@@ -189,3 +193,117 @@ def test_notebook_downloads_carry_their_outputs():
         assert download.is_file(), f"{download} missing"
         cells = json.loads(download.read_text())["cells"]
         assert any(cell.get("outputs") for cell in cells), f"{download.name} has no outputs"
+
+
+def _clear_numerics_env(monkeypatch) -> None:
+    # Register every variable with monkeypatch (set, then delete) so whatever numerics.apply sets later
+    # is undone after the test too.
+    for name in (numerics.ENV_NAME, *numerics.VARIABLES):
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+
+
+def test_fingerprint_keys_on_the_numeric_setting_and_what_it_sets(monkeypatch):
+    _clear_numerics_env(monkeypatch)
+    before = fresh_outputs.fingerprint([])["env"]
+    monkeypatch.setenv("DLCORE_NUMERICS", "portable")
+    with_setting = fresh_outputs.fingerprint([])["env"]
+    assert with_setting != before
+    for name, value in [
+        ("MKL_CBWR", "AVX2"),
+        ("ATEN_CPU_CAPABILITY", "default"),
+        ("OMP_NUM_THREADS", "1"),
+    ]:
+        monkeypatch.setenv(name, value)  # set by hand, without DLCORE_NUMERICS changing
+        assert fresh_outputs.fingerprint([])["env"] != with_setting, name
+        monkeypatch.delenv(name)
+
+
+def test_switching_the_numeric_setting_empties_the_jupyter_cache(tmp_path, monkeypatch):
+    _clear_numerics_env(monkeypatch)
+    cache = tmp_path / "jupyter_cache"
+    monkeypatch.setenv("DLCORE_NUMERICS", "native")
+    numerics.apply()
+    fresh_outputs._check_cache(_fake_app(cache, []))
+    (cache / "executed.db").write_text("outputs computed on the native path")
+    fresh_outputs._check_cache(_fake_app(cache, []))
+    assert (cache / "executed.db").exists(), "the same setting must keep the cache"
+
+    monkeypatch.setenv("DLCORE_NUMERICS", "portable")
+    changes = numerics.apply()
+    assert any(v is not None for v in changes.values()), changes
+    fresh_outputs._check_cache(_fake_app(cache, []))
+    assert not (cache / "executed.db").exists(), "native outputs were kept for a portable build"
+
+
+_PROBE_PAGE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Probe
+
+```{code-cell} ipython3
+import os, torch
+print("probe:", torch.backends.cpu.get_cpu_capability(), os.environ.get("MKL_CBWR"))
+```
+"""
+
+
+def _build_probe_book(book, setting: str) -> tuple[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in numerics.VARIABLES}
+    env["DLCORE_NUMERICS"] = setting
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("jupyter-book")),
+            "build",
+            str(book),
+            "--builder",
+            "html",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    page = (book / "_build" / "html" / "index.html").read_text()
+    (printed,) = re.findall(r"probe: [^<\n]*", page)
+    return printed, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_a_book_built_under_each_setting_runs_its_code_under_it(tmp_path):
+    # A one-page book with the real extensions: the kernel sees the setting, a change of setting
+    # re-executes the page instead of serving it from the cache, and the build reports the time.
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "index.md").write_text(_PROBE_PAGE)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: index\n")
+    ext = ROOT / "chapters" / "_ext"
+    (book / "_config.yml").write_text(
+        "title: probe\nexecute:\n  execute_notebooks: cache\n"
+        "sphinx:\n  local_extensions:\n"
+        + "".join(f"    {name}: {ext}\n" for name in ("numerics", "fresh_outputs", "chapter_times"))
+    )
+    capability, threads = numerics.native_machine()
+
+    def expected(setting: str) -> str:
+        env = numerics.environment(setting, capability, threads)
+        return f"probe: {(env['ATEN_CPU_CAPABILITY'] or capability).upper()} {env['MKL_CBWR']}"
+
+    printed, log = _build_probe_book(book, "portable")
+    assert printed == expected("portable"), log[-3000:]
+    printed, log = _build_probe_book(book, "native")
+    assert printed == expected("native"), "a portable output was served to a native build"
+    assert re.search(r"chapter wall times, book build \(DLCORE_NUMERICS=native", log), log[-3000:]
+    assert re.search(r"index\s+\d+\.\d s  ok  executed", log), log[-3000:]
+    printed, log = _build_probe_book(book, "native")
+    assert printed == expected("native")
+    assert re.search(r"index\s+\d+\.\d s  ok  from the cache", log), "the same setting re-executed"
