@@ -1,7 +1,8 @@
 """Open every page of the built book in headless Chromium with the network cut off, and check what a reader
 would see: no error output, every image decoded, every formula typeset, every widget rendered, a quiet
-console, and not one request to another host. A full-page screenshot of each page goes to
-_build/screenshots/ for a human to look at.
+console, not one request to another host, at a 1280-px window no code or output block wider than the
+column, and no MyST markup left as text (page_layout.py states the policy). A full-page screenshot of
+each page goes to _build/screenshots/ for a human to look at.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from book_site import built_page, toc_docnames
+from page_layout import expand_collapsed, layout_problems, unrendered_markup
 
 PAGES = toc_docnames()
 WIDGET_VIEW = 'script[type="application/vnd.jupyter.widget-view+json"]'
@@ -123,9 +125,18 @@ def test_page_renders_offline(docname, browser, book_url, screenshots_dir):
 
         page.wait_for_load_state("networkidle", timeout=30_000)
         page.screenshot(path=screenshots_dir / f"{docname.replace('/', '__')}.png", full_page=True)
+
+        # After the screenshot (which shows the page as it opens): hidden code opened, then measured.
+        expand_collapsed(page)
+        too_wide = layout_problems(page)
+        raw_markup = unrendered_markup(page)
     finally:
         context.close()
 
     assert not visit.blocked, f"{docname}: requests to other hosts (blocked): {visit.blocked}"
     assert not visit.http_errors, f"{docname}: failed requests: {visit.http_errors}"
     assert not visit.console_errors, f"{docname}: console errors: {visit.console_errors}"
+    assert not raw_markup, f"{docname}: MyST markup shown as text:\n" + "\n".join(raw_markup)
+    assert not too_wide, f"{docname}: blocks wider than the column at 1280 px:\n" + "\n".join(
+        too_wide
+    )
