@@ -1,8 +1,11 @@
-"""The package as users get it: pyproject and environment.yml agree; the wheel installs and imports."""
+"""The package as users get it: pyproject and environment.yml agree; the wheel installs and imports; every
+install instruction names our distribution (``investment-and-return``), never PyPI's unrelated ``dlcore``."""
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import site
 import subprocess
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's.
@@ -25,6 +29,10 @@ def _name(requirement: str) -> str:
 
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+DIST = _pyproject()["project"]["name"]
+REPOSITORY = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
 
 
 def _conda_requirements() -> list[str]:
@@ -81,7 +89,7 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = dist.glob("dlcore-*.whl")
+    (wheel,) = dist.glob(f"{re.sub(r'[-_.]+', '_', DIST)}-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "dlcore/py.typed" in names and "dlcore/__init__.py" in names
     assert "dlcore/measure/ledger.py" in names, "subpackages must ship too"
@@ -106,8 +114,9 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     ours = [p for p in site.getsitepackages() if Path(p).is_dir()]
     (Path(purelib) / "zz_borrowed_deps.pth").write_text("\n".join(ours) + "\n")
     probe = (
-        "import dlcore, dlcore.runtime, pathlib;"
+        "import dlcore, dlcore.runtime, pathlib, importlib.metadata as m;"
         "print(dlcore.__version__, pathlib.Path(dlcore.__file__).resolve());"
+        f"print(m.version({DIST!r}), sorted(set(m.packages_distributions()['dlcore'])));"
         "print(dlcore.get_device())"
     )
     out = subprocess.run(
@@ -116,3 +125,114 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     version, location = out.splitlines()[0].split(" ", 1)
     assert version == _pyproject()["project"]["version"]
     assert Path(location).is_relative_to(env.resolve()), location
+    # (Our own venv's editable install is borrowed too and is the same distribution: hence the set.)
+    assert out.splitlines()[1] == f"{version} {[DIST]}", "dlcore must come from our distribution"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The distribution name. PyPI's "dlcore" is somebody else's project (0.1.0, 2023): an instruction to
+# install it would give readers that package, not this one.
+
+PIP_INSTALL = re.compile(r"pip3?\s+install\s+([^`\n]*)")
+DOC_SUFFIXES = {".md", ".ipynb", ".py", ".yml", ".yaml", ".toml", ".txt", ".cfg", ".sh", ".rst"}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_names(arguments: str) -> list[str]:
+    """The distribution names a ``pip install`` argument list asks for (not paths, URLs or options)."""
+    try:
+        tokens = shlex.split(arguments, comments=True)
+    except ValueError:  # an unbalanced quote, e.g. the command quoted inside a Python string
+        tokens = arguments.split()
+    names = []
+    for token in tokens:
+        token = token.strip("\"'(),;")
+        if not token or token.startswith(("-", ".", "/", "~", "git+", "http")):
+            continue
+        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", token)
+        if match:
+            names.append(_normalise(match.group()))
+    return names
+
+
+def _documents() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    paths = [ROOT / p for p in listed]
+    return [
+        p
+        for p in paths
+        if p.is_file() and (p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "run"})
+    ]
+
+
+def _text(path: Path) -> str:
+    if path.suffix != ".ipynb":
+        return path.read_text(encoding="utf-8", errors="replace")
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(cell["source"]) for cell in cells)
+
+
+def _install_commands() -> list[tuple[str, str]]:
+    return [
+        (str(path.relative_to(ROOT)), match.group(0))
+        for path in _documents()
+        for match in PIP_INSTALL.finditer(_text(path))
+    ]
+
+
+def test_the_install_scanner_sees_requirement_names():
+    assert _installed_names("dlcore") == ["dlcore"]
+    assert _installed_names(f'--quiet "dlcore[offline] @ git+{REPOSITORY}"') == ["dlcore"]
+    assert _installed_names("-q DLCore==0.1  # the wrong one") == ["dlcore"]
+    assert _installed_names(f'-e ".[dev]" git+{REPOSITORY} ./dist/x.whl') == []
+    assert _installed_names(f'"{DIST} @ git+{REPOSITORY}"') == [_normalise(DIST)]
+    assert len(_install_commands()) >= 3, "the scanner found no install instructions at all"
+
+
+def test_our_distribution_is_not_the_unrelated_dlcore_but_imports_as_dlcore():
+    assert _normalise(DIST) != "dlcore"
+    assert _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"][0] == "dlcore"
+
+
+def test_no_document_tells_readers_to_install_pypis_dlcore():
+    offenders = [
+        f"{where}: {command.strip()}"
+        for where, command in _install_commands()
+        if "dlcore" in _installed_names(PIP_INSTALL.match(command).group(1))
+    ]
+    assert not offenders, (
+        f"these install PyPI's unrelated 'dlcore'; ours is {DIST!r}:\n" + "\n".join(offenders)
+    )
+
+
+def test_installs_from_git_name_our_distribution_and_the_configured_repository():
+    # Until a release is on PyPI, `pip install "NAME @ git+URL"` is how a reader without a clone gets
+    # the library: NAME must be ours (pip refuses a name that differs from the package's metadata) and
+    # URL the one in _config.yml, the single place the repository is named.
+    found = []
+    for where, command in _install_commands():
+        for name, url in re.findall(r"([A-Za-z0-9][\w.\[\],-]*)\s*@\s*git\+([^\s\"'`]+)", command):
+            found.append(where)
+            assert _normalise(name.split("[")[0]) == _normalise(DIST), f"{where}: {command}"
+            assert url.split("@")[0].split("#")[0] == REPOSITORY, f"{where}: {command}"
+    assert {"README.md", "chapters/intro.md"} <= set(found), found
+
+
+def test_every_git_url_in_the_documents_is_the_configured_repository():
+    # Also the ones outside a pip command line, e.g. `repo = "git+..."` then `%pip install "... {repo}"`.
+    urls = {
+        f"{path.relative_to(ROOT)}: {url}"
+        for path in _documents()
+        for url in re.findall(r"git\+(https?://[^\s\"'`)>\]]+)", _text(path))
+        if url.split("@")[0].split("#")[0].removesuffix(".git") != REPOSITORY
+    }
+    assert not urls, f"repository URLs that differ from _config.yml's {REPOSITORY}: {sorted(urls)}"

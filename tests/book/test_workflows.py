@@ -75,6 +75,8 @@ def test_gpu_workflow_runs_chapters_on_cuda_and_benchmarks():
     runs = _runs(doc)
     assert "nvidia-smi" in runs
     assert re.search(r"make nbval|--nbval", runs), "gpu.yml must run nbval on the chapters"
+    # The unit tests hold the library's CUDA branches; on the CPU runner they never execute.
+    assert re.search(r"^\s*make unit\b", runs, re.M), "gpu.yml must run the unit tests on CUDA"
     assert "make bench" in runs
     assert "torch.cuda.is_available()" in runs, "fail fast when the runner has no usable GPU"
 
