@@ -37,7 +37,10 @@ def pytest_runtest_logreport(report) -> None:  # noqa: ANN001
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     if not _spans:
         return
-    rows = [(nb, stop - start, f"{cells} cells") for nb, (start, stop, cells) in _spans.items()]
+    rows = [
+        (nb, stop - start, f"{cells} cells")
+        for nb, (start, stop, cells) in _spans.items()
+    ]
     title = f"chapter wall times, nbval ({numerics.summary()})"
     lines = chapter_times.report(title, rows)
     terminalreporter.write_sep("-", lines[0])

@@ -29,8 +29,14 @@ def report(title: str, rows: Iterable[tuple[str, float | None, str]]) -> list[st
             lines.append(f"  {name:<{width}}        ?    {note}".rstrip())
             continue
         total += seconds
-        verdict = "ok" if seconds <= BUDGET_S else f"OVER BUDGET by {seconds - BUDGET_S:.0f} s"
-        lines.append(f"  {name:<{width}}  {seconds:7.1f} s  {verdict}  {note}".rstrip())
+        verdict = (
+            "ok"
+            if seconds <= BUDGET_S
+            else f"OVER BUDGET by {seconds - BUDGET_S:.0f} s"
+        )
+        lines.append(
+            f"  {name:<{width}}  {seconds:7.1f} s  {verdict}  {note}".rstrip()
+        )
     lines.append(f"  {'total':<{width}}  {total:7.1f} s")
     return lines
 
@@ -50,7 +56,9 @@ def _build_finished(app, exception) -> None:  # noqa: ANN001
             continue  # a page without code cells
         runtime = exec_data.get("runtime")
         fresh = (exec_data.get("mtime") or 0.0) >= started
-        note = "executed" if fresh else "from the cache (time of its last execution)"
+        note = (
+            "executed" if fresh else "from the cache (time of its last execution)"
+        )
         if not exec_data.get("succeeded", True):
             note += ", FAILED"
         rows.append((docname, runtime, note))
@@ -65,4 +73,8 @@ def _build_finished(app, exception) -> None:  # noqa: ANN001
 def setup(app) -> dict:  # noqa: ANN001
     app.connect("builder-inited", _build_started)
     app.connect("build-finished", _build_finished)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }

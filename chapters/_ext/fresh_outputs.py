@@ -51,7 +51,9 @@ def _package_files(name: str) -> list[Path]:
     return sorted(
         p
         for p in origin.parent.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.suffix not in {".pyc", ".pyo"}
     )
 
 
@@ -67,9 +69,12 @@ def fingerprint(packages: list[str]) -> dict[str, str]:
             digest.update(path.read_bytes() + b"\0")
         parts[f"package:{name}"] = digest.hexdigest() if files else "not installed"
     distributions = sorted(
-        f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions()
+        f"{dist.metadata['Name']}=={dist.version}"
+        for dist in importlib.metadata.distributions()
     )
-    parts["distributions"] = hashlib.sha256("\n".join(distributions).encode()).hexdigest()
+    parts["distributions"] = hashlib.sha256(
+        "\n".join(distributions).encode()
+    ).hexdigest()
     parts["python"] = (
         f"{platform.python_implementation()} {sys.version.split()[0]} {platform.machine()}"
     )
@@ -111,16 +116,26 @@ def _check_cache(app: Sphinx) -> None:
         return
     if cache.exists():
         changed = sorted(
-            k for k in parts if not previous or previous.get("parts", {}).get(k) != parts[k]
+            k
+            for k in parts
+            if not previous or previous.get("parts", {}).get(k) != parts[k]
         )
-        logger.info(f"fresh_outputs: {', '.join(changed) or 'stamp'} changed; emptying {cache}")
+        logger.info(
+            f"fresh_outputs: {', '.join(changed) or 'stamp'} changed; emptying {cache}"
+        )
         shutil.rmtree(cache)
-    stamp_text = json.dumps({"digest": app.fresh_outputs_digest, "parts": parts}, indent=1)
+    stamp_text = json.dumps(
+        {"digest": app.fresh_outputs_digest, "parts": parts}, indent=1
+    )
     _write_atomically(stamp, stamp_text)
 
 
 def _outdated(
-    app: Sphinx, env: BuildEnvironment, added: set[str], changed: set[str], removed: set[str]
+    app: Sphinx,
+    env: BuildEnvironment,
+    added: set[str],
+    changed: set[str],
+    removed: set[str],
 ) -> list[str]:
     if getattr(env, "fresh_outputs_digest", None) != app.fresh_outputs_digest:
         env.fresh_outputs_digest = app.fresh_outputs_digest
@@ -129,7 +144,11 @@ def _outdated(
     failed = []
     for docname, data in getattr(env, "nb_metadata", {}).items():
         exec_data = data.get("exec_data") or {}
-        if exec_data and not exec_data.get("succeeded", True) and docname in env.found_docs:
+        if (
+            exec_data
+            and not exec_data.get("succeeded", True)
+            and docname in env.found_docs
+        ):
             failed.append(docname)
     return failed
 
@@ -139,4 +158,8 @@ def setup(app: Sphinx) -> dict:
     # After MyST-NB's own builder-inited handler, which resolves the cache path (priority 500).
     app.connect("builder-inited", _check_cache, priority=900)
     app.connect("env-get-outdated", _outdated)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }

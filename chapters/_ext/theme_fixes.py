@@ -31,19 +31,32 @@ def _is_thebe_script(script: Any) -> bool:
 
 
 def _fix_page(
-    app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
+    app: Sphinx,
+    pagename: str,
+    templatename: str,
+    context: dict[str, Any],
+    doctree: Any,
 ) -> None:
     launch = app.config.html_theme_options.get("launch_buttons", {}) or {}
     if not launch.get("thebe") and "script_files" in context:
-        context["script_files"] = [s for s in context["script_files"] if not _is_thebe_script(s)]
-    if pagename in app.env.all_docs and Path(app.env.doc2path(pagename)).suffix != ".ipynb":
+        context["script_files"] = [
+            s for s in context["script_files"] if not _is_thebe_script(s)
+        ]
+    if (
+        pagename in app.env.all_docs
+        and Path(app.env.doc2path(pagename)).suffix != ".ipynb"
+    ):
         for button in context.get("header_buttons", []):
             if button.get("label") == "launch-buttons":
-                button["buttons"] = [b for b in button["buttons"] if b.get("text") != "Colab"]
+                button["buttons"] = [
+                    b for b in button["buttons"] if b.get("text") != "Colab"
+                ]
 
 
 def _has_outputs(notebook: nbformat.NotebookNode) -> bool:
-    return any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    return any(
+        cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"
+    )
 
 
 def _write_notebook(notebook: nbformat.NotebookNode, path: Path) -> None:
@@ -84,4 +97,8 @@ def setup(app: Sphinx) -> dict:
     # After sphinx-book-theme's add_launch_buttons (priority 501) has built the launch menu.
     app.connect("html-page-context", _fix_page, priority=600)
     app.connect("build-finished", _ship_executed_notebooks)
-    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
+    return {
+        "version": "1.0",
+        "parallel_read_safe": True,
+        "parallel_write_safe": True,
+    }

@@ -17,7 +17,8 @@ The policy:
   in a list) and shows as raw markup. Roles (``{term}`...```) are not checked: the appendix shows them
   in inline code on purpose, to tell authors how to cite and link.
 
-At 1280 px the theme's column leaves a code block 684 px, 77 characters of its 14-px monospace font.
+At 1280 px the theme's column leaves a code block 684 px: 77 characters of the theme's 14-px code font,
+more if chapters/_static/book.css sets a smaller one.
 """
 
 from __future__ import annotations
