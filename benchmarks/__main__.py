@@ -31,9 +31,15 @@ def _value(metric: str, value: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", default="", help="run modules whose name contains this")
-    parser.add_argument("--json", default="_build/bench.json", help="where to write the results")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__
+    )
+    parser.add_argument(
+        "--only", default="", help="run modules whose name contains this"
+    )
+    parser.add_argument(
+        "--json", default="_build/bench.json", help="where to write the results"
+    )
     args = parser.parse_args(argv)
 
     device = dlcore.get_device()
@@ -43,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads · {report.cpu_capability} · {report.blas}"
     )
     results = []
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name not in SKIP)
+    names = sorted(
+        m.name
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if m.name not in SKIP
+    )
     for module_name in names:
         if args.only not in module_name:
             continue
@@ -78,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         "env": dict(report.rows()),
         "results": [dataclasses.asdict(r) for r in results],
     }
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as tmp:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=out.parent, delete=False, suffix=".tmp"
+    ) as tmp:
         json.dump(payload, tmp, indent=2)
     os.replace(tmp.name, out)
     print(f"wrote {out}")

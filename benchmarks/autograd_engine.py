@@ -22,19 +22,28 @@ from dlcore.autograd import Tensor, cross_entropy
 SIZES, BATCH, LR = (64, 128, 10), 256, 0.01
 
 
-def _mlp(x: Any, w1: Any, b1: Any, w2: Any, b2: Any) -> Any:  # our Tensor or torch.Tensor alike
+def _mlp(
+    x: Any, w1: Any, b1: Any, w2: Any, b2: Any
+) -> Any:  # our Tensor or torch.Tensor alike
     return (x @ w1 + b1).relu() @ w2 + b2  # (B, 64) -> (B, 128) -> (B, 10)
 
 
 def cases(device: torch.device) -> list[Case]:
-    del device  # the engine computes with NumPy on the CPU, so both sides run on the CPU
+    # the engine computes with NumPy on the CPU, so both sides run on the CPU
+    del device
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(BATCH, SIZES[0], generator=g)  # 8x8 "pixels" in [0, 1]; timing ignores values
+    # 8x8 "pixels" in [0, 1]; timing ignores values
+    x = torch.rand(BATCH, SIZES[0], generator=g)
     y = torch.randint(0, SIZES[-1], (BATCH,), generator=g)
     torch_params = []
     for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
-        w = (torch.rand(fan_in, fan_out, generator=g) * 2 - 1) * fan_in**-0.5  # nn.Linear's range
-        torch_params += [w.requires_grad_(), torch.zeros(fan_out, requires_grad=True)]
+        w = (
+            torch.rand(fan_in, fan_out, generator=g) * 2 - 1
+        ) * fan_in**-0.5  # nn.Linear's range
+        torch_params += [
+            w.requires_grad_(),
+            torch.zeros(fan_out, requires_grad=True),
+        ]
     ours_params = [Tensor(p.detach(), requires_grad=True) for p in torch_params]
     x_np, y_np = x.numpy(), y.numpy()
 

@@ -60,13 +60,16 @@ def _threads(n: int | None) -> Iterator[int]:
         return
     torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n):  # NumPy's BLAS too: one pool of n threads, not two
+        # NumPy's BLAS too: one pool of n threads, not two
+        with threadpool_limits(limits=n):
             yield n
     finally:
         torch.set_num_threads(before)
 
 
-def run_case(case: Case, *, rounds: int = 5, device: torch.device | None = None) -> Result:
+def run_case(
+    case: Case, *, rounds: int = 5, device: torch.device | None = None
+) -> Result:
     """Time ``case`` with :func:`dlcore.measure.compare_times` and judge it against its target."""
     op, goal = case.target
     if op not in ("<=", ">="):

@@ -25,9 +25,13 @@ def cases(device: torch.device) -> list[Case]:
     x = torch.rand(N, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (N,), generator=g)
     ds = TensorDataset(x, y)
-    ours_loader = TensorLoader(x, y, batch_size=BATCH, shuffle=True, generator=g, device=device)
+    ours_loader = TensorLoader(
+        x, y, batch_size=BATCH, shuffle=True, generator=g, device=device
+    )
     batched = DataLoader(
-        ds, batch_size=None, sampler=BatchSampler(RandomSampler(ds, generator=g), BATCH, False)
+        ds,
+        batch_size=None,
+        sampler=BatchSampler(RandomSampler(ds, generator=g), BATCH, False),
     )
     per_sample = DataLoader(ds, batch_size=BATCH, shuffle=True, generator=g)
 

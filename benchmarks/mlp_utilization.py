@@ -46,15 +46,19 @@ def _peak_size(device: torch.device) -> tuple[int, float]:
     return n, per_size[n]
 
 
-def _step_case(device: torch.device, batch: int, target: float, n: int, peak: float) -> Case:
+def _step_case(
+    device: torch.device, batch: int, target: float, n: int, peak: float
+) -> Case:
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, 1, 28, 28, generator=g).to(device)  # timing does not depend on pixels
+    # timing does not depend on pixels
+    x = torch.rand(batch, 1, 28, 28, generator=g).to(device)
     y = torch.randint(0, 10, (batch,), generator=g).to(device)
     torch.manual_seed(0)
     model = MLP((784, 500, 10), device=device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    flops = count_flops(model, x, backward=True)  # forward + backward matmuls of one step
+    # forward + backward matmuls of one step
+    flops = count_flops(model, x, backward=True)
 
     a = torch.randn(n, n, generator=g).to(device)
     b = torch.randn(n, n, generator=g).to(device)
@@ -91,7 +95,9 @@ def _loader_case(device: torch.device) -> Case:
     ds = TensorDataset(x, y)
     tensor_loader = TensorLoader(x, y, batch_size=batch, generator=g, device=device)
     data_loader = DataLoader(
-        ds, batch_size=None, sampler=BatchSampler(RandomSampler(ds, generator=g), batch, False)
+        ds,
+        batch_size=None,
+        sampler=BatchSampler(RandomSampler(ds, generator=g), batch, False),
     )
     loss_fn = nn.CrossEntropyLoss()
 
@@ -106,7 +112,8 @@ def _loader_case(device: torch.device) -> Case:
     def ours() -> None:
         fit(ours_model, loss_fn, ours_opt, tensor_loader, epochs=1, progress=False)
 
-    def reference() -> None:  # fit moves each batch to the model's device, as a training loop must
+    # fit moves each batch to the model's device, as a training loop must
+    def reference() -> None:
         fit(ref_model, loss_fn, ref_opt, data_loader, epochs=1, progress=False)
 
     return Case(
@@ -123,8 +130,7 @@ def cases(device: torch.device) -> list[Case]:
     n, peak = _peak_size(device)
     return [
         _step_case(device, batch=4096, target=0.40, n=n, peak=peak),
-        _step_case(
-            device, batch=128, target=0.20, n=n, peak=peak
-        ),  # reported beside the large batch
+        # reported beside the large batch
+        _step_case(device, batch=128, target=0.20, n=n, peak=peak),
         _loader_case(device),
     ]

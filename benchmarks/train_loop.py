@@ -16,14 +16,19 @@ N, BATCH = 8192, 128
 
 
 def _mlp() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 10))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 10)
+    )
 
 
 def cases(device: torch.device) -> list[Case]:
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(N, 1, 28, 28, generator=g)  # MNIST-shaped; timing does not depend on the pixels
+    # MNIST-shaped; timing does not depend on the pixels
+    x = torch.rand(N, 1, 28, 28, generator=g)
     y = torch.randint(0, 10, (N,), generator=g)
-    loader = TensorLoader(x, y, batch_size=BATCH, shuffle=True, generator=g, device=device)
+    loader = TensorLoader(
+        x, y, batch_size=BATCH, shuffle=True, generator=g, device=device
+    )
     loss_fn = nn.CrossEntropyLoss()
 
     def make():

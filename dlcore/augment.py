@@ -6,8 +6,9 @@ scaling and shift per image and resamples the batch in one ``F.affine_grid`` + `
 call; :class:`AugmentedLoader` puts any such transform in front of a loader::
 
     from dlcore.augment import AugmentedLoader, random_affine
-    train = AugmentedLoader(TensorLoader(x, y, batch_size=128, generator=g), random_affine, seed=0)
-    fit(model, loss_fn, opt, train, epochs=10)       # new images every epoch, the same ones per seed
+    batches = TensorLoader(x, y, batch_size=128, generator=g)
+    train = AugmentedLoader(batches, random_affine, seed=0)
+    fit(model, loss_fn, opt, train, epochs=10)  # new images every epoch, same per seed
 
 For image b, with angle a_b ~ U(-degrees, degrees), zoom s_b ~ U(scale) and offset
 t_b ~ U(-2 shift, 2 shift)^2 (in ``affine_grid``'s coordinates, where the image spans [-1, 1], so
@@ -34,9 +35,13 @@ __all__ = ["random_affine", "AugmentedLoader"]
 
 def _check_real(name: str, value: object, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{name} must be a real number, got {type(value).__name__} ({value!r})"
+        )
     if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be finite and in [{low}, {high}], got {value!r}")
+        raise ValueError(
+            f"{name} must be finite and in [{low}, {high}], got {value!r}"
+        )
     return float(value)
 
 
@@ -59,34 +64,47 @@ def random_affine(
     scale: tuple[float, float] = (0.9, 1.1),
     fill: float = 0.0,
 ) -> torch.Tensor:
-    """Rotate, scale and shift every image of ``x`` (B, C, H, W) by its own random amount.
+    """Rotate, scale and shift every image of ``x`` (B, C, H, W) by its own random
+    amount.
 
-    Parameters are drawn from ``generator`` (on its device; a CPU generator gives the same images on
-    every device): rotation up to ±``degrees``, zoom in ``scale``, shift up to ±``shift`` of the
-    image size along each axis. Uncovered pixels take the value ``fill``. Returns a new tensor with
-    the shape, dtype and device of ``x``.
+    Parameters are drawn from ``generator`` (on its device; a CPU generator gives
+    the same images on every device): rotation up to ±``degrees``, zoom in
+    ``scale``, shift up to ±``shift`` of the image size along each axis. Uncovered
+    pixels take the value ``fill``. Returns a new tensor with the shape, dtype and
+    device of ``x``.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"x must be a floating (B, C, H, W) batch, got {tuple(x.shape)} {x.dtype}")
+        raise ValueError(
+            f"x must be a floating (B, C, H, W) batch, got {tuple(x.shape)} "
+            f"{x.dtype}"
+        )
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a torch.Generator, got {type(generator).__name__}"
+        )
     degrees = _check_real("degrees", degrees, 0.0, 180.0)
     shift = _check_real("shift", shift, 0.0, 1.0)
     low, high = _check_scale(scale)
     fill = _check_real("fill", fill, -math.inf, math.inf)
 
     b, g = x.shape[0], generator
-    angle = (2 * torch.rand(b, generator=g, device=g.device) - 1) * math.radians(degrees)  # (B,)
+    turn = 2 * torch.rand(b, generator=g, device=g.device) - 1  # (B,), in [-1, 1)
+    angle = turn * math.radians(degrees)  # (B,)
     zoom = low + (high - low) * torch.rand(b, generator=g, device=g.device)  # (B,)
-    offset = (2 * torch.rand(b, 2, generator=g, device=g.device) - 1) * 2 * shift  # (B, 2)
+    step = 2 * torch.rand(b, 2, generator=g, device=g.device) - 1  # (B, 2)
+    offset = step * 2 * shift  # (B, 2)
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
-        [torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1
+        [
+            torch.stack([cos, -sin, offset[:, 0]], 1),
+            torch.stack([sin, cos, offset[:, 1]], 1),
+        ],
+        1,
     ).to(device=x.device, dtype=x.dtype)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
-    # grid_sample pads with zeros: shift the images so that the padding lands on `fill`
+    # grid_sample pads with zeros: shift the images so the padding lands on `fill`
     return F.grid_sample(x - fill, grid, align_corners=False) + fill
 
 
@@ -109,13 +127,18 @@ class AugmentedLoader:
     ) -> None:
         if not isinstance(loader, Iterable) or isinstance(loader, Iterator):
             raise TypeError(
-                f"loader must be a re-iterable of (x, y) batches (not a one-pass iterator), "
+                "loader must be a re-iterable of (x, y) batches (not a one-pass "
+                "iterator), "
                 f"got {type(loader).__name__}"
             )
         if not callable(transform):
-            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+            raise TypeError(
+                f"transform must be callable, got {type(transform).__name__}"
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+            raise TypeError(
+                f"seed must be an int, got {type(seed).__name__} ({seed!r})"
+            )
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed!r}")
         self.loader, self.transform, self.seed = loader, transform, seed
@@ -127,7 +150,9 @@ class AugmentedLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, Any]]:
         for batch in self.loader:
             if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-                raise TypeError(f"loader must yield (x, y) pairs, got {type(batch).__name__}")
+                raise TypeError(
+                    f"loader must yield (x, y) pairs, got {type(batch).__name__}"
+                )
             x, y = batch
             yield self.transform(x, generator=self.generator), y
 
@@ -140,7 +165,8 @@ class AugmentedLoader:
             "loader": inner.state_dict() if hasattr(inner, "state_dict") else None,
             "loader_generator": (
                 inner_generator.get_state()
-                if not hasattr(inner, "state_dict") and isinstance(inner_generator, torch.Generator)
+                if not hasattr(inner, "state_dict")
+                and isinstance(inner_generator, torch.Generator)
                 else None
             ),
         }
@@ -149,22 +175,29 @@ class AugmentedLoader:
         keys = {"generator", "loader", "loader_generator"}
         if not isinstance(state, dict) or set(state) != keys:
             raise ValueError(
-                f"state must be a dict from AugmentedLoader.state_dict(), got {state!r:.80}"
+                "state must be a dict from AugmentedLoader.state_dict(), got "
+                f"{state!r:.80}"
             )
         inner = self.loader
         if state["loader"] is not None:
             if not hasattr(inner, "load_state_dict"):
                 raise ValueError(
-                    f"state holds a loader state that {type(inner).__name__} cannot load"
+                    f"state holds a loader state that {type(inner).__name__} "
+                    "cannot load"
                 )
             inner.load_state_dict(state["loader"])
         if state["loader_generator"] is not None:
             inner_generator = getattr(inner, "generator", None)
             if not isinstance(inner_generator, torch.Generator):
-                raise ValueError(f"state holds a generator state, {type(inner).__name__} has none")
+                raise ValueError(
+                    f"state holds a generator state, {type(inner).__name__} has "
+                    "none"
+                )
             inner_generator.set_state(state["loader_generator"].cpu())
         self.generator.set_state(state["generator"].cpu())
 
     def __repr__(self) -> str:
         name = getattr(self.transform, "__name__", type(self.transform).__name__)
-        return f"AugmentedLoader({self.loader!r}, transform={name}, seed={self.seed})"
+        return (
+            f"AugmentedLoader({self.loader!r}, transform={name}, seed={self.seed})"
+        )

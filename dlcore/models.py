@@ -17,7 +17,7 @@ evaluate in eval mode without autograd, restoring the model's mode afterwards.
 ``least_squares`` is the closed-form reference every gradient-descent fit is checked against::
 
     w, b = least_squares(x, y)              # minimises 1/N Σ (x·w + b − y)²
-    w, b = least_squares(x, y, ridge=0.1)   # … + 0.1·‖w‖²   (the bias is not penalised)
+    w, b = least_squares(x, y, ridge=0.1)  # … + 0.1·‖w‖² (the bias is not penalised)
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ __all__ = [
 
 def _check_features(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} ({value!r})"
+        )
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -55,15 +57,21 @@ def _check_input(x: object, in_features: int) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2 or x.shape[1] != in_features:
-        raise ValueError(f"x must have shape (N, {in_features}), got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (N, {in_features}), got {tuple(x.shape)}"
+        )
     return x
 
 
 def _check_factory(device: object, dtype: object) -> None:
     """``device`` and ``dtype`` as ``nn.Linear`` takes them, checked here so errors name them."""
     as_device(device)  # type: ignore[arg-type]
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+    if dtype is not None and not (
+        isinstance(dtype, torch.dtype) and dtype.is_floating_point
+    ):
+        raise TypeError(
+            f"dtype must be a floating torch.dtype or None, got {dtype!r}"
+        )
 
 
 class _Affine(nn.Module):
@@ -85,7 +93,9 @@ class _Affine(nn.Module):
         super().__init__()
         self.in_features = _check_features("in_features", in_features)
         _check_factory(device, dtype)
-        self.linear = nn.Linear(in_features, out_features, device=device, dtype=dtype)
+        self.linear = nn.Linear(
+            in_features, out_features, device=device, dtype=dtype
+        )
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
 
@@ -108,10 +118,14 @@ class _Predictions:
     rounded).
     """
 
-    def _proba(self, scores: torch.Tensor) -> torch.Tensor:  # forward's output -> (N, C)
+    def _proba(
+        self, scores: torch.Tensor
+    ) -> torch.Tensor:  # forward's output -> (N, C)
         raise NotImplementedError
 
-    def _decide(self, scores: torch.Tensor) -> torch.Tensor:  # forward's output -> (N,) int64
+    def _decide(
+        self, scores: torch.Tensor
+    ) -> torch.Tensor:  # forward's output -> (N,) int64
         raise NotImplementedError
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,14 +158,16 @@ class _ClassScores(_Predictions):
 
 
 class LinearRegression(_Affine):
-    r"""Linear regression: :math:`\hat y = w^\top x + b`, trained with the mean squared error.
+    r"""Linear regression: :math:`\hat y = w^\top x + b`, trained with the mean
+    squared error.
 
     .. math::
 
         L(w, b) = \frac1N \sum_{i=1}^N (w^\top x_i + b - y_i)^2
 
-    Shapes: ``x`` (N, in_features) → ``ŷ`` (N,), the same shape as the targets, so that
-    ``F.mse_loss(model(x), y)`` never broadcasts (N, 1) against (N,) into an (N, N) matrix.
+    Shapes: ``x`` (N, in_features) → ``ŷ`` (N,), the same shape as the targets, so
+    that ``F.mse_loss(model(x), y)`` never broadcasts (N, 1) against (N,) into an
+    (N, N) matrix.
 
     >>> model = LinearRegression(3)
     >>> model(torch.zeros(5, 3)).shape
@@ -173,22 +189,24 @@ class LinearRegression(_Affine):
 
 
 class LogisticRegression(_Predictions, _Affine):
-    r"""Logistic regression for labels :math:`y \in \{0, 1\}`; ``forward`` returns the logit.
+    r"""Logistic regression for labels :math:`y \in \{0, 1\}`; ``forward`` returns
+    the logit.
 
     .. math::
 
         z = w^\top x + b, \qquad p(y = 1 \mid x) = \sigma(z) = \frac{1}{1 + e^{-z}},
 
-        L(w, b) = -\frac1N \sum_{i=1}^N \big[y_i \log \sigma(z_i) + (1 - y_i) \log(1 - \sigma(z_i))\big]
+        L(w, b) = -\frac1N \sum_{i=1}^N \big[y_i \log \sigma(z_i)
+                  + (1 - y_i) \log(1 - \sigma(z_i))\big]
 
     Train with :meth:`loss` — ``F.binary_cross_entropy_with_logits(z, y)`` after
-    :meth:`check_targets` — which computes :math:`\log\sigma(z) = -\log(1 + e^{-z})` without ever
-    forming :math:`\sigma(z)`, so it stays finite for large :math:`|z|`. The check matters: with a
-    label outside :math:`[0, 1]` the loss is unbounded below, and training runs "fine" towards
-    :math:`-\infty`.
+    :meth:`check_targets` — which computes :math:`\log\sigma(z) = -\log(1 + e^{-z})`
+    without ever forming :math:`\sigma(z)`, so it stays finite for large
+    :math:`|z|`. The check matters: with a label outside :math:`[0, 1]` the loss is
+    unbounded below, and training runs "fine" towards :math:`-\infty`.
 
-    ``predict_proba`` follows every classifier (and scikit-learn): shape (N, 2), columns
-    :math:`[1 - \sigma(z), \sigma(z)]`; take ``[:, 1]`` for :math:`p(y = 1 \mid x)`.
+    ``predict_proba`` follows every classifier (and scikit-learn): shape (N, 2),
+    columns :math:`[1 - \sigma(z), \sigma(z)]`; ``[:, 1]`` is :math:`p(y = 1 \mid x)`.
 
     >>> model = LogisticRegression(2)
     >>> model.predict_proba(torch.zeros(3, 2))
@@ -212,42 +230,53 @@ class LogisticRegression(_Predictions, _Affine):
 
     @staticmethod
     def check_targets(y: torch.Tensor) -> torch.Tensor:
-        """``y`` unchanged if it is a 1-D tensor of 0s and 1s (bool, int or float); else an error.
+        """``y`` unchanged if it is a 1-D tensor of 0s and 1s (bool, int or float);
+        else an error.
 
-        Costs one reduction and, on an accelerator, one host sync: cheap next to a training step.
+        Costs one reduction and, on an accelerator, one host sync: cheap next to a
+        training step.
         """
         if not isinstance(y, torch.Tensor):
             raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
         if y.dim() != 1 or y.is_complex():
-            raise ValueError(f"y must be a real 1-D tensor (N,), got {y.dtype} {tuple(y.shape)}")
+            raise ValueError(
+                f"y must be a real 1-D tensor (N,), got {y.dtype} {tuple(y.shape)}"
+            )
         bad = ~((y == 0) | (y == 1))  # NaN lands here too
         if bad.any():
             values = torch.unique(y[bad])[:5].tolist()
             raise ValueError(
-                f"y must hold only 0 and 1 (the two classes), got {int(bad.sum())} other "
+                f"y must hold only 0 and 1 (the two classes), got {int(bad.sum())} "
+                "other "
                 f"value(s), e.g. {values}; relabel, e.g. y = (y == positive_class)"
             )
         return y
 
     @staticmethod
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        r"""Mean binary cross-entropy of ``logits`` (N,) against labels ``y`` (N,) in {0, 1}.
+        r"""Mean binary cross-entropy of ``logits`` (N,) against labels ``y`` (N,)
+        in {0, 1}.
 
-        ``F.binary_cross_entropy_with_logits(logits, y)`` once :meth:`check_targets` has passed;
-        ``y`` is cast to the logits' dtype. Usable wherever a ``loss_fn(output, y)`` is expected.
+        ``F.binary_cross_entropy_with_logits(logits, y)`` once :meth:`check_targets`
+        has passed; ``y`` is cast to the logits' dtype. Usable wherever a
+        ``loss_fn(output, y)`` is expected.
         """
         if not isinstance(logits, torch.Tensor):
-            raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+            raise TypeError(
+                f"logits must be a torch.Tensor, got {type(logits).__name__}"
+            )
         y = LogisticRegression.check_targets(y)
         if logits.shape != y.shape:
             raise ValueError(
-                f"logits must have y's shape {tuple(y.shape)}, got {tuple(logits.shape)}"
+                f"logits must have y's shape {tuple(y.shape)}, got "
+                f"{tuple(logits.shape)}"
             )
         return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
 
     def _proba(self, scores: torch.Tensor) -> torch.Tensor:
-        # σ(−z), not 1 − σ(z): for a large logit 1 − σ(z) rounds to 0, σ(−z) keeps its digits
-        return torch.stack([torch.sigmoid(-scores), torch.sigmoid(scores)], dim=-1)  # (N, 2)
+        # σ(−z), not 1 − σ(z): for a large logit 1 − σ(z) rounds to 0, σ(−z) keeps
+        # its digits. (N, 2)
+        return torch.stack([torch.sigmoid(-scores), torch.sigmoid(scores)], dim=-1)
 
     def _decide(self, scores: torch.Tensor) -> torch.Tensor:
         return (scores > 0).long()  # p(y=1) > 1/2 exactly when the logit is above 0
@@ -294,21 +323,25 @@ class SoftmaxRegression(_ClassScores, _Affine):
 def least_squares(
     x: torch.Tensor, y: torch.Tensor, *, ridge: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Closed-form (ridge) least squares with an unpenalised bias; returns ``(w, b)``.
+    r"""Closed-form (ridge) least squares with an unpenalised bias; returns
+    ``(w, b)``.
 
     Minimises
 
     .. math::
 
-        L(w, b) = \frac1N \sum_{i=1}^N (w^\top x_i + b - y_i)^2 + \text{ridge}\,\lVert w\rVert^2 .
+        L(w, b) = \frac1N \sum_{i=1}^N (w^\top x_i + b - y_i)^2 +
+        \text{ridge}\,\lVert w\rVert^2 .
 
-    Setting :math:`\partial L/\partial b = 0` gives :math:`b = \bar y - \bar x^\top w`, so we centre
-    the data and solve for :math:`w` alone; setting :math:`\nabla_w L = 0` then gives the normal
-    equations :math:`(X_c^\top X_c / N + \text{ridge}\, I)\, w = X_c^\top y_c / N`. We never form
-    :math:`X^\top X` (squaring the condition number): ``torch.linalg.lstsq`` solves the stacked system
+    Setting :math:`\partial L/\partial b = 0` gives :math:`b = \bar y - \bar x^\top
+    w`, so we centre the data and solve for :math:`w` alone; setting :math:`\nabla_w
+    L = 0` then gives the normal equations :math:`(X_c^\top X_c / N + \text{ridge}\,
+    I)\, w = X_c^\top y_c / N`. We never form
+    :math:`X^\top X` (squaring the condition number): ``torch.linalg.lstsq`` solves
+    the stacked system
     :math:`\begin{bmatrix} X_c \\ \sqrt{N\,\text{ridge}}\, I\end{bmatrix} w \approx
-    \begin{bmatrix} y_c \\ 0 \end{bmatrix}` by an orthogonal factorisation (SVD on CPU, QR on
-    CUDA), whose normal equations are exactly those above.
+    \begin{bmatrix} y_c \\ 0 \end{bmatrix}` by an orthogonal factorisation (SVD on
+    CPU, QR on CUDA), whose normal equations are exactly those above.
     ``ridge`` here equals scikit-learn's ``Ridge(alpha=N * ridge)``.
 
     Args:
@@ -317,7 +350,8 @@ def least_squares(
         ridge: L2 strength :math:`\ge 0` on the weights (not the bias).
 
     Returns:
-        ``w`` of shape (d,) and ``b`` of shape () — detached, on ``x``'s device and dtype.
+        ``w`` of shape (d,) and ``b`` of shape () — detached, on ``x``'s device and
+        dtype.
 
     >>> x = torch.tensor([[0.0], [1.0], [2.0]])
     >>> w, b = least_squares(x, 2 * x[:, 0] + 1)
@@ -329,17 +363,24 @@ def least_squares(
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"x must have shape (N, d) with N, d >= 1, got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape (N, d) with N, d >= 1, got {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise TypeError(f"x must be floating point, got dtype {x.dtype}")
     if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}")
+        raise ValueError(
+            f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}"
+        )
     if y.dtype != x.dtype or y.device != x.device:
         raise TypeError(
-            f"y must have x's dtype and device ({x.dtype}, {x.device}), got ({y.dtype}, {y.device})"
+            f"y must have x's dtype and device ({x.dtype}, {x.device}), got "
+            f"({y.dtype}, {y.device})"
         )
     if isinstance(ridge, bool) or not isinstance(ridge, (int, float)):
-        raise TypeError(f"ridge must be a float, got {type(ridge).__name__} ({ridge!r})")
+        raise TypeError(
+            f"ridge must be a float, got {type(ridge).__name__} ({ridge!r})"
+        )
     if not math.isfinite(ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
@@ -353,7 +394,8 @@ def least_squares(
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         a = torch.cat([a, math.sqrt(n * ridge) * eye])  # (N + d, d)
         rhs = torch.cat([rhs, rhs.new_zeros(d, 1)])  # (N + d, 1)
-    # gelsd (SVD) handles rank-deficient and wide X with the minimum-norm answer; CUDA has only gels.
+    # gelsd (SVD) handles rank-deficient and wide X with the minimum-norm answer;
+    # CUDA has only gels.
     driver = "gelsd" if x.device.type == "cpu" else None
     w = torch.linalg.lstsq(a, rhs, driver=driver).solution.squeeze(-1)  # (d,)
     b = y_mean - x_mean @ w  # ()
@@ -377,29 +419,35 @@ INITS = ("default", "kaiming", "xavier", "zeros", "normal")
 
 
 class MLP(_ClassScores, nn.Module):
-    r"""A multilayer perceptron: ``sizes = (d_0, d_1, ..., d_L)`` gives ``L`` linear layers; returns logits.
+    r"""A multilayer perceptron: ``sizes = (d_0, d_1, ..., d_L)`` gives ``L`` linear
+    layers; returns logits.
 
     .. math::
 
         h_0 = \operatorname{flatten}(x), \qquad
-        h_\ell = \operatorname{dropout}\big(\phi(W_\ell h_{\ell-1} + b_\ell)\big) \ (\ell < L), \qquad
-        z = W_L h_{L-1} + b_L
+        h_\ell = \operatorname{dropout}\big(\phi(W_\ell h_{\ell-1} + b_\ell)\big) \
+        (\ell < L), \qquad z = W_L h_{L-1} + b_L
 
-    The last layer has no activation: ``z`` are *logits*, to be paired with ``nn.CrossEntropyLoss``
-    (which applies log-softmax itself — a softmax in ``forward`` would apply it twice). Parameters:
-    :math:`\sum_\ell (d_{\ell-1} + 1)\, d_\ell`, e.g. 397,510 for the seed's 784-500-10.
+    The last layer has no activation: ``z`` are *logits*, to be paired with
+    ``nn.CrossEntropyLoss`` (which applies log-softmax itself — a softmax in
+    ``forward`` would apply it twice). Parameters:
+    :math:`\sum_\ell (d_{\ell-1} + 1)\, d_\ell`, e.g. 397,510 for the
+    source article's 784-500-10.
 
-    Any input of shape (N, ...) whose trailing dimensions multiply to ``sizes[0]`` is flattened to
-    (N, d_0): MNIST's (N, 1, 28, 28) goes in as it comes. Unlike ``x.view(-1, 784)``, a wrong shape
-    is an error here, not a silently different batch size.
+    Any input of shape (N, ...) whose trailing dimensions multiply to ``sizes[0]``
+    is flattened to (N, d_0): MNIST's (N, 1, 28, 28) goes in as it comes. Unlike
+    ``x.view(-1, 784)``, a wrong shape is an error here, not a silently different
+    batch size.
 
     Args:
         sizes: layer widths, input first, at least two ints >= 1.
         activation: a name from :data:`ACTIVATIONS`, used after every hidden layer.
-        dropout: probability in [0, 1) of zeroing a hidden unit (after its activation) in training.
-        init: ``"default"`` (PyTorch's ``nn.Linear`` init, uniform in :math:`\pm 1/\sqrt{d_{in}}`),
-            ``"kaiming"`` (He normal, for ReLU), ``"xavier"`` (Glorot uniform, for tanh),
-            ``"zeros"``, or ``"normal"`` (:math:`\mathcal N(0, \text{init\_std}^2)`).
+        dropout: probability in [0, 1) of zeroing a hidden unit (after its
+            activation) in training.
+        init: ``"default"`` (PyTorch's ``nn.Linear`` init, uniform in
+            :math:`\pm 1/\sqrt{d_{in}}`), ``"kaiming"`` (He normal, for ReLU),
+            ``"xavier"`` (Glorot uniform, for tanh), ``"zeros"``, or ``"normal"``
+            (:math:`\mathcal N(0, \text{init\_std}^2)`).
         init_std: the standard deviation for ``init="normal"``.
 
     >>> model = MLP((784, 500, 10))
@@ -422,15 +470,28 @@ class MLP(_ClassScores, nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) < 2:
+        if (
+            isinstance(sizes, (str, bytes))
+            or not isinstance(sizes, Sequence)
+            or len(sizes) < 2
+        ):
             raise ValueError(
-                f"sizes must be a sequence of at least two layer widths, got {sizes!r}"
+                "sizes must be a sequence of at least two layer widths, got "
+                f"{sizes!r}"
             )
-        self.sizes = tuple(_check_features(f"sizes[{i}]", s) for i, s in enumerate(sizes))
+        self.sizes = tuple(
+            _check_features(f"sizes[{i}]", s) for i, s in enumerate(sizes)
+        )
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}, got "
+                f"{activation!r}"
+            )
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(f"dropout must be a float, got {type(dropout).__name__} ({dropout!r})")
+            raise TypeError(
+                f"dropout must be a float, got {type(dropout).__name__} "
+                f"({dropout!r})"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if not isinstance(bias, bool):
@@ -441,8 +502,11 @@ class MLP(_ClassScores, nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
         for i, (d_in, d_out) in enumerate(pairs):
-            layers.append(nn.Linear(d_in, d_out, bias=bias, device=device, dtype=dtype))
-            # hidden layers get the nonlinearity, then dropout; the output layer stays logits
+            layers.append(
+                nn.Linear(d_in, d_out, bias=bias, device=device, dtype=dtype)
+            )
+            # hidden layers get the nonlinearity, then dropout; the output layer
+            # stays logits
             if i < len(pairs) - 1:
                 layers.append(ACTIVATIONS[activation]())
                 if dropout > 0:
@@ -452,19 +516,24 @@ class MLP(_ClassScores, nn.Module):
 
     @property
     def linears(self) -> list[nn.Linear]:
-        """The linear layers, input side first (what pruning and weight plots work on)."""
+        """The linear layers, input side first (for pruning and plots)."""
         return [m for m in self.layers if isinstance(m, nn.Linear)]
 
-    def reset_parameters(self, init: str = "default", init_std: float = 0.01) -> None:
-        """Re-initialise every linear layer with the scheme ``init`` (see the class docstring)."""
+    def reset_parameters(
+        self, init: str = "default", init_std: float = 0.01
+    ) -> None:
+        """Re-initialise every linear layer with the scheme ``init`` (see above)."""
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
             raise TypeError(
-                f"init_std must be a float, got {type(init_std).__name__} ({init_std!r})"
+                f"init_std must be a float, got {type(init_std).__name__} "
+                f"({init_std!r})"
             )
         if not (math.isfinite(init_std) and init_std > 0):
-            raise ValueError(f"init_std must be a finite float > 0, got {init_std!r}")
+            raise ValueError(
+                f"init_std must be a finite float > 0, got {init_std!r}"
+            )
         for layer in self.linears:
             if init == "default":
                 layer.reset_parameters()
@@ -473,7 +542,8 @@ class MLP(_ClassScores, nn.Module):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             elif init == "xavier":
                 nn.init.xavier_uniform_(layer.weight)
-            elif init == "zeros":  # every hidden unit the same function of x: symmetry never breaks
+            # every hidden unit the same function of x: symmetry never breaks
+            elif init == "zeros":
                 nn.init.zeros_(layer.weight)
             else:
                 nn.init.normal_(layer.weight, std=float(init_std))
@@ -485,14 +555,17 @@ class MLP(_ClassScores, nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2 or math.prod(x.shape[1:]) != self.sizes[0]:
             raise ValueError(
-                f"x must have shape (N, ...) with {self.sizes[0]} features per sample, "
+                f"x must have shape (N, ...) with {self.sizes[0]} features per "
+                "sample, "
                 f"got {tuple(x.shape)}"
             )
         return self.layers(x)  # (N, d_L) logits
 
     def extra_repr(self) -> str:
         sizes = "-".join(map(str, self.sizes))
-        return f"sizes={sizes}, activation={self.activation!r}, dropout={self.dropout}"
+        return (
+            f"sizes={sizes}, activation={self.activation!r}, dropout={self.dropout}"
+        )
 
 
 class LeNet300_100(MLP):  # the name LeCun et al. (1998) gave it

@@ -5,7 +5,7 @@
     from dlcore.plot import use_book_style, plot_history, plot_ledger
     use_book_style()                                   # once, at the top of a chapter
     plot_history(history, keys=("train_loss", "val_loss"))
-    plot_ledger(ledger, x="flops_per_sample", y="test_acc")   # cost vs return, labelled points
+    plot_ledger(ledger, x="flops_per_sample", y="test_acc")  # cost vs return
 
 Every function draws on ``ax`` when given (so figures compose) and returns what it drew on.
 """
@@ -90,7 +90,9 @@ def _axes(ax: Axes | None) -> Axes:
     if ax is None:
         return plt.subplots()[1]
     if not isinstance(ax, Axes):
-        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+        raise TypeError(
+            f"ax must be a matplotlib Axes or None, got {type(ax).__name__}"
+        )
     return ax
 
 
@@ -117,18 +119,28 @@ def _series(history: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(epochs, values)`` of ``key``; epochs without the key (no validation that epoch) are left out."""
     records = getattr(history, "records", None)
     if isinstance(records, list) and all(isinstance(r, Mapping) for r in records):
-        pairs = [(r.get("epoch", i + 1), r[key]) for i, r in enumerate(records) if key in r]
+        pairs = [
+            (r.get("epoch", i + 1), r[key])
+            for i, r in enumerate(records)
+            if key in r
+        ]
     else:
         try:
             values = list(history[key])
         except (KeyError, IndexError, TypeError):
             pairs = []
         else:
-            epochs = list(history["epoch"]) if "epoch" in _history_keys(history) else []
-            epochs = epochs if len(epochs) == len(values) else range(1, len(values) + 1)
+            epochs = (
+                list(history["epoch"]) if "epoch" in _history_keys(history) else []
+            )
+            epochs = (
+                epochs if len(epochs) == len(values) else range(1, len(values) + 1)
+            )
             pairs = list(zip(epochs, values))
     if not pairs:
-        raise KeyError(f"history has no key {key!r}; it has {_history_keys(history)}")
+        raise KeyError(
+            f"history has no key {key!r}; it has {_history_keys(history)}"
+        )
     x, y = zip(*pairs)
     return np.asarray(x, dtype=float), np.array(
         [np.nan if v is None else v for v in y], dtype=float
@@ -149,11 +161,16 @@ def plot_history(
     """
     if isinstance(keys, str):
         keys = (keys,)
-    if not isinstance(keys, Sequence) or not keys or not all(isinstance(k, str) for k in keys):
+    if (
+        not isinstance(keys, Sequence)
+        or not keys
+        or not all(isinstance(k, str) for k in keys)
+    ):
         raise ValueError(f"keys must be a non-empty sequence of str, got {keys!r}")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__}")
-    series = {key: _series(history, key) for key in keys}  # fail on a bad key before drawing
+    # fail on a bad key before drawing
+    series = {key: _series(history, key) for key in keys}
     ax = _axes(ax)
     for key, (x, y) in series.items():
         ax.plot(x, y, marker="o" if len(y) <= 30 else None, markersize=3, label=key)
@@ -184,13 +201,17 @@ def plot_ledger(
     log x axis when the x values span more than two decades.
     """
     if not isinstance(ledger, Ledger):
-        raise TypeError(f"ledger must be a dlcore.measure.Ledger, got {type(ledger).__name__}")
+        raise TypeError(
+            f"ledger must be a dlcore.measure.Ledger, got {type(ledger).__name__}"
+        )
     for name, key in (("x", x), ("y", y)):
         if not isinstance(key, str):
             raise TypeError(f"{name} must be a str key, got {key!r}")
         if not any(row.get(key) is not None for row in ledger):
             known = sorted({k for r in ledger for k in (*r.investment, *r.result)})
-            raise KeyError(f"{name}={key!r} is in no row of ledger {ledger.name!r}; keys: {known}")
+            raise KeyError(
+                f"{name}={key!r} is in no row of ledger {ledger.name!r}; keys: {known}"
+            )
     if logx is not None and not isinstance(logx, bool):
         raise TypeError(f"logx must be a bool or None, got {logx!r}")
     if not isinstance(annotate, bool):
@@ -198,14 +219,21 @@ def plot_ledger(
     rows = [r for r in ledger if r.get(x) is not None and r.get(y) is not None]
     skipped = [r.name for r in ledger if r not in rows]
     if not rows:
-        raise ValueError(f"no row of ledger {ledger.name!r} has both x={x!r} and y={y!r}")
+        raise ValueError(
+            f"no row of ledger {ledger.name!r} has both x={x!r} and y={y!r}"
+        )
     if skipped:
-        warnings.warn(f"plot_ledger: rows without {x!r} or {y!r} skipped: {skipped}", stacklevel=2)
+        warnings.warn(
+            f"plot_ledger: rows without {x!r} or {y!r} skipped: {skipped}",
+            stacklevel=2,
+        )
     xs = np.array([r.get(x) for r in rows], dtype=float)
     if logx is None:
         logx = bool(xs.min() > 0 and xs.max() / xs.min() > 100)
     elif logx and xs.min() <= 0:
-        raise ValueError(f"logx=True needs positive x values, but {x!r} has {xs.min():g}")
+        raise ValueError(
+            f"logx=True needs positive x values, but {x!r} has {xs.min():g}"
+        )
 
     ax = _axes(ax)
     chapters = list(dict.fromkeys(r.tags.get("chapter", "") for r in rows))
@@ -213,12 +241,20 @@ def plot_ledger(
         group = [r for r in rows if r.tags.get("chapter", "") == chapter]
         label = chapter if len(chapters) > 1 else None
         ax.scatter(
-            [r.get(x) for r in group], [r.get(y) for r in group], s=30, label=label, zorder=3
+            [r.get(x) for r in group],
+            [r.get(y) for r in group],
+            s=30,
+            label=label,
+            zorder=3,
         )
     if annotate:
         for r in rows:
             ax.annotate(
-                r.name, (r.get(x), r.get(y)), xytext=(4, 4), textcoords="offset points", fontsize=8
+                r.name,
+                (r.get(x), r.get(y)),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=8,
             )
     if logx:
         ax.set_xscale("log")
@@ -235,9 +271,13 @@ def plot_ledger(
 
 def _labels(values: Any, name: str) -> np.ndarray:
     array = (
-        values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        values.detach().cpu().numpy()
+        if isinstance(values, torch.Tensor)
+        else np.asarray(values)
     )
-    if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+    if array.ndim != 1 or not (
+        np.issubdtype(array.dtype, np.integer) or array.size == 0
+    ):
         raise ValueError(
             f"{name} must be a 1-D sequence of int class labels, got {array.dtype} {array.shape}"
         )
@@ -274,7 +314,9 @@ def plot_confusion_matrix(
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     for name, v in (("y_true", t), ("y_pred", p)):
         if v.min() < 0 or v.max() >= num_classes:
-            raise ValueError(f"{name} has labels outside [0, {num_classes}): {v.min()}..{v.max()}")
+            raise ValueError(
+                f"{name} has labels outside [0, {num_classes}): {v.min()}..{v.max()}"
+            )
     if not isinstance(normalize, bool):
         raise TypeError(f"normalize must be a bool, got {normalize!r}")
 
@@ -314,7 +356,9 @@ def show_images(
     Each image is scaled on its own. ``labels`` become the titles.
     """
     array = (
-        images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        images.detach().cpu().numpy()
+        if isinstance(images, torch.Tensor)
+        else np.asarray(images)
     )
     if array.ndim == 4 and array.shape[1] == 1:
         array = array[:, 0]  # (N, 1, H, W) -> (N, H, W)
@@ -328,11 +372,19 @@ def show_images(
         )
     n = len(array)
     if labels is not None and len(labels) != n:
-        raise ValueError(f"labels must have one entry per image ({n}), got {len(labels)}")
-    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
+        raise ValueError(
+            f"labels must have one entry per image ({n}), got {len(labels)}"
+        )
+    if (
+        isinstance(ncols, bool)
+        or not isinstance(ncols, numbers.Integral)
+        or ncols < 1
+    ):
         raise ValueError(f"ncols must be a positive int, got {ncols!r}")
     if fig is not None and not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure or None, got {type(fig).__name__}")
+        raise TypeError(
+            f"fig must be a matplotlib Figure or None, got {type(fig).__name__}"
+        )
     if not isinstance(cmap, (str, mpl.colors.Colormap)):
         raise TypeError(f"cmap must be a colormap name or Colormap, got {cmap!r}")
     if isinstance(cmap, str) and cmap not in mpl.colormaps:
@@ -342,7 +394,10 @@ def show_images(
     rows = math.ceil(n / cols)
     if fig is None:
         fig = plt.figure(
-            figsize=(1.1 * cols, 1.1 * rows + (0.25 * rows if labels is not None else 0))
+            figsize=(
+                1.1 * cols,
+                1.1 * rows + (0.25 * rows if labels is not None else 0),
+            )
         )
     axes = fig.subplots(rows, cols, squeeze=False)
     for k, ax in enumerate(axes.flat):

@@ -3,9 +3,9 @@
 Every chapter starts with::
 
     import dlcore
-    device = dlcore.get_device()      # cuda > mps > cpu; DLCORE_DEVICE=cpu|cuda|cuda:1|mps overrides
+    device = dlcore.get_device()  # cuda > mps > cpu; DLCORE_DEVICE=cpu|cuda|mps overrides
     dlcore.seed_everything(0)
-    dlcore.env_report()               # versions, device, threads: what these numbers were measured on
+    dlcore.env_report()  # versions, device, CPU, BLAS: what the numbers were measured on
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ def _available(kind: str) -> bool:
     if kind == "cuda":
         return torch.cuda.is_available()
     if kind == "mps":
-        return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+        return (
+            bool(getattr(torch.backends, "mps", None))
+            and torch.backends.mps.is_available()
+        )
     return kind == "cpu"
 
 
-def as_device(device: str | torch.device | None, *, name: str = "device") -> torch.device | None:
+def as_device(
+    device: str | torch.device | None, *, name: str = "device"
+) -> torch.device | None:
     """``device`` (a name such as ``"cuda:0"``, or a ``torch.device``) as a ``torch.device``.
 
     ``None`` stays ``None``. Only the spelling is checked, not that this machine has the device
@@ -44,7 +49,9 @@ def as_device(device: str | torch.device | None, *, name: str = "device") -> tor
     if device is None:
         return None
     if not isinstance(device, (str, torch.device)):
-        raise TypeError(f"{name} must be a str, torch.device or None, got {device!r}")
+        raise TypeError(
+            f"{name} must be a str, torch.device or None, got {device!r}"
+        )
     try:
         return torch.device(device)
     except (RuntimeError, ValueError) as err:
@@ -61,7 +68,11 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     silent fallback to CPU, so a GPU run can never quietly measure the CPU.
     """
     as_device(prefer, name="prefer")
-    choice = prefer if prefer is not None else os.environ.get(_DEVICE_ENV, "").strip() or None
+    choice = (
+        prefer
+        if prefer is not None
+        else os.environ.get(_DEVICE_ENV, "").strip() or None
+    )
     if choice is None:
         for kind in ("cuda", "mps"):
             if _available(kind):
@@ -91,7 +102,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     is already deterministic for a fixed thread count).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+        raise TypeError(
+            f"seed must be an int, got {type(seed).__name__} ({seed!r})"
+        )
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     if not isinstance(deterministic, bool):
@@ -161,7 +174,9 @@ def _cpu_model() -> str:
     """The CPU's marketing name: /proc/cpuinfo on Linux, else what ``platform`` knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            match = re.search(r"^(?:model name|Hardware|cpu model)\s*:\s*(.+)$", f.read(), re.M)
+            match = re.search(
+                r"^(?:model name|Hardware|cpu model)\s*:\s*(.+)$", f.read(), re.M
+            )
         if match:
             return match.group(1).strip()
     except OSError:
@@ -189,7 +204,13 @@ def _blas() -> str:
     try:  # NumPy >= 1.26 reports its build as a dict
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         numpy_blas = f"{info['name']} {info.get('version', '')}".strip()
-    except (TypeError, KeyError, ValueError, AttributeError):  # older NumPy: no dict form
+    # older NumPy: no dict form
+    except (
+        TypeError,
+        KeyError,
+        ValueError,
+        AttributeError,
+    ):
         numpy_blas = "unknown"
     return f"torch: {torch_blas}; numpy: {numpy_blas}"
 

@@ -44,7 +44,9 @@ def test_shape_dtype_device_preserved(dtype: torch.dtype) -> None:
 def test_identity_without_rotation_shift_or_zoom() -> None:
     x = torch.rand(6, 2, 9, 11)
     for fill in (0.0, -0.4242):
-        out = random_affine(x, generator=gen(), degrees=0, shift=0, scale=(1, 1), fill=fill)
+        out = random_affine(
+            x, generator=gen(), degrees=0, shift=0, scale=(1, 1), fill=fill
+        )
         torch.testing.assert_close(out, x, atol=1e-5, rtol=0)
 
 
@@ -83,7 +85,9 @@ def test_fill_is_what_uncovered_corners_hold() -> None:
     x = torch.rand(3, 1, 10, 10) + 5.0  # far from the fill value
     fill = -0.4242
     # zoom 0.5: the image shrinks to the middle half, its corners sample far outside the input
-    out = random_affine(x, generator=gen(), degrees=30.0, shift=0.0, scale=(0.5, 0.5), fill=fill)
+    out = random_affine(
+        x, generator=gen(), degrees=30.0, shift=0.0, scale=(0.5, 0.5), fill=fill
+    )
     corners = out[:, 0, [0, 0, -1, -1], [0, -1, 0, -1]]  # (3, 4)
     assert torch.equal(corners, torch.full_like(corners, fill))
     assert (out[:, 0, 4:6, 4:6] > 4.0).all()  # the middle is still image
@@ -139,7 +143,10 @@ def test_loader_transforms_x_keeps_y_and_len() -> None:
 
 
 def test_loader_is_deterministic_per_seed_and_fresh_each_epoch() -> None:
-    a, b = AugmentedLoader(loader(), random_affine), AugmentedLoader(loader(), random_affine)
+    a, b = (
+        AugmentedLoader(loader(), random_affine),
+        AugmentedLoader(loader(), random_affine),
+    )
     first_a, first_b = epoch(a)[0], epoch(b)[0]
     assert torch.equal(first_a, first_b)
     second_a = epoch(a)[0]
@@ -152,7 +159,10 @@ def test_loader_passes_generator_as_keyword_to_any_transform() -> None:
     def noise(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         return x + torch.randn(x.shape, generator=generator)
 
-    plain = [(torch.zeros(4, 2), torch.zeros(4)), (torch.zeros(3, 2), torch.ones(3))]
+    plain = [
+        (torch.zeros(4, 2), torch.zeros(4)),
+        (torch.zeros(3, 2), torch.ones(3)),
+    ]
     out = list(AugmentedLoader(plain, noise, seed=5))
     g = gen(5)
     assert torch.equal(out[0][0], torch.randn(4, 2, generator=g))
@@ -162,7 +172,9 @@ def test_loader_passes_generator_as_keyword_to_any_transform() -> None:
 def test_state_dict_round_trip_replays_the_next_epoch() -> None:
     for make in (
         loader,
-        lambda: DataLoader(TensorDataset(digits(16), torch.zeros(16)), 4, True, generator=gen(2)),
+        lambda: DataLoader(
+            TensorDataset(digits(16), torch.zeros(16)), 4, True, generator=gen(2)
+        ),
     ):
         a = AugmentedLoader(make(), random_affine, seed=3)
         epoch(a)
@@ -183,7 +195,9 @@ def test_state_dict_round_trip_replays_the_next_epoch() -> None:
         (([], random_affine), {"seed": -1}, ValueError, "seed"),
     ],
 )
-def test_loader_validates(args: tuple, kwargs: dict, error: type, name: str) -> None:
+def test_loader_validates(
+    args: tuple, kwargs: dict, error: type, name: str
+) -> None:
     with pytest.raises(error, match=name):
         AugmentedLoader(*args, **kwargs)
 
@@ -192,17 +206,23 @@ def test_loader_rejects_bad_batches_and_states() -> None:
     with pytest.raises(TypeError, match="loader"):
         list(AugmentedLoader([torch.zeros(2, 1, 4, 4)], random_affine))
     with pytest.raises(ValueError, match="state"):
-        AugmentedLoader(loader(), random_affine).load_state_dict({"generator": None})
+        AugmentedLoader(loader(), random_affine).load_state_dict(
+            {"generator": None}
+        )
     state = AugmentedLoader(loader(), random_affine).state_dict()
     with pytest.raises(ValueError, match="state"):
-        AugmentedLoader([(torch.zeros(1), torch.zeros(1))], random_affine).load_state_dict(state)
+        AugmentedLoader(
+            [(torch.zeros(1), torch.zeros(1))], random_affine
+        ).load_state_dict(state)
 
 
 def _run(tmp_path, resume: bool) -> tuple[list[torch.Tensor], list[float]]:  # type: ignore[no-untyped-def]
     """Train on augmented batches: straight through 4 epochs, or 2 then resume in fresh objects."""
 
     def build() -> tuple[nn.Module, torch.optim.Optimizer, AugmentedLoader]:
-        model = nn.Sequential(nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 3))
+        model = nn.Sequential(
+            nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 3)
+        )
         data = AugmentedLoader(loader(seed=7), random_affine, seed=11)
         return model, torch.optim.Adam(model.parameters(), lr=1e-2), data
 
@@ -214,15 +234,21 @@ def _run(tmp_path, resume: bool) -> tuple[list[torch.Tensor], list[float]]:  # t
         path = tmp_path / "ckpt.pt"
         cb = [ModelCheckpoint(path)]
         fit(model, loss_fn, opt, data, epochs=2, callbacks=cb, progress=False)
-        torch.manual_seed(123)  # the resumed process starts with different RNG and fresh objects
+        # the resumed process starts with different RNG and fresh objects
+        torch.manual_seed(123)
         model, opt, data = build()
-        history = fit(model, loss_fn, opt, data, epochs=4, resume_from=path, progress=False)
+        history = fit(
+            model, loss_fn, opt, data, epochs=4, resume_from=path, progress=False
+        )
     else:
         history = fit(model, loss_fn, opt, data, epochs=4, progress=False)
     return [p.detach().clone() for p in model.parameters()], history["loss"]
 
 
 def test_resume_through_fit_is_bit_identical(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    (straight, losses1), (resumed, losses2) = _run(tmp_path, False), _run(tmp_path, True)
+    (straight, losses1), (resumed, losses2) = (
+        _run(tmp_path, False),
+        _run(tmp_path, True),
+    )
     assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
     assert losses1 == losses2 and len(losses2) == 4

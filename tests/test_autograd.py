@@ -24,23 +24,31 @@ from dlcore.autograd import (
 )
 
 
-def _inputs(shape: tuple[int, ...], domain: str, rng: np.random.Generator) -> np.ndarray:
+def _inputs(
+    shape: tuple[int, ...], domain: str, rng: np.random.Generator
+) -> np.ndarray:
     x = rng.standard_normal(shape)
     if domain == "positive":
         return np.abs(x) + 0.5
-    if domain == "away_from_zero":  # relu, division: keep clear of the kink / the pole
+    # relu, division: keep clear of the kink / the pole
+    if domain == "away_from_zero":
         return np.sign(x) * (np.abs(x) + 0.3)
     return x
 
 
-def _compare(engine_fn, torch_fn, arrays: list[np.ndarray], rng: np.random.Generator) -> None:
+def _compare(
+    engine_fn, torch_fn, arrays: list[np.ndarray], rng: np.random.Generator
+) -> None:
     """Same function, same inputs, same seed gradient: outputs and input gradients must agree."""
     ours = [Tensor(a, requires_grad=True) for a in arrays]
     out = engine_fn(*ours)
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
     ref = torch_fn(*theirs)
-    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12)
-    seed = rng.standard_normal(out.shape)  # a random seed checks the full vector-Jacobian product
+    np.testing.assert_allclose(
+        out.data, ref.detach().numpy(), rtol=1e-10, atol=1e-12
+    )
+    # a random seed checks the full vector-Jacobian product
+    seed = rng.standard_normal(out.shape)
     out.backward(seed)
     ref.backward(torch.tensor(seed))
     for i, (a, b) in enumerate(zip(ours, theirs)):
@@ -73,12 +81,37 @@ OPS = {
         [(2, 3, 4)],
         "any",
     ),
-    "sum_negative_axis": (lambda a: a.sum(axis=-1), lambda a: a.sum(dim=-1), [(2, 3, 4)], "any"),
+    "sum_negative_axis": (
+        lambda a: a.sum(axis=-1),
+        lambda a: a.sum(dim=-1),
+        [(2, 3, 4)],
+        "any",
+    ),
     "mean_all": (lambda a: a.mean(), torch.mean, [(3, 4)], "any"),
-    "mean_axis1": (lambda a: a.mean(axis=1), lambda a: a.mean(dim=1), [(3, 4)], "any"),
-    "reshape": (lambda a: a.reshape(4, 3), lambda a: a.reshape(4, 3), [(3, 4)], "any"),
-    "reshape_tuple": (lambda a: a.reshape((2, -1)), lambda a: a.reshape(2, -1), [(3, 4)], "any"),
-    "transpose": (lambda a: a.transpose(), lambda a: a.permute(2, 1, 0), [(2, 3, 4)], "any"),
+    "mean_axis1": (
+        lambda a: a.mean(axis=1),
+        lambda a: a.mean(dim=1),
+        [(3, 4)],
+        "any",
+    ),
+    "reshape": (
+        lambda a: a.reshape(4, 3),
+        lambda a: a.reshape(4, 3),
+        [(3, 4)],
+        "any",
+    ),
+    "reshape_tuple": (
+        lambda a: a.reshape((2, -1)),
+        lambda a: a.reshape(2, -1),
+        [(3, 4)],
+        "any",
+    ),
+    "transpose": (
+        lambda a: a.transpose(),
+        lambda a: a.permute(2, 1, 0),
+        [(2, 3, 4)],
+        "any",
+    ),
     "transpose_axes": (
         lambda a: a.transpose(1, 2, 0),
         lambda a: a.permute(1, 2, 0),
@@ -110,7 +143,12 @@ OPS = {
     ),
     "broadcast_row": (lambda a, b: a * b, torch.mul, [(3, 4), (4,)], "any"),
     "broadcast_column": (lambda a, b: a - b, torch.sub, [(3, 4), (3, 1)], "any"),
-    "broadcast_both": (lambda a, b: a / b, torch.div, [(3, 1), (1, 4)], "away_from_zero"),
+    "broadcast_both": (
+        lambda a, b: a / b,
+        torch.div,
+        [(3, 1), (1, 4)],
+        "away_from_zero",
+    ),
     "broadcast_scalar_tensor": (lambda a, b: a + b, torch.add, [(3, 4), ()], "any"),
 }
 
@@ -139,10 +177,14 @@ def test_cross_entropy_matches_torch():
     ref.backward()
     loss.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
-    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        ours.grad, theirs.grad.numpy(), rtol=1e-10, atol=1e-14
+    )
     assert gradcheck(lambda z: cross_entropy(z, target), [logits])
     # a torch int64 target works the same
-    assert cross_entropy(Tensor(logits), torch.tensor(target)).item() == pytest.approx(loss.item())
+    assert cross_entropy(
+        Tensor(logits), torch.tensor(target)
+    ).item() == pytest.approx(loss.item())
 
 
 def test_log_softmax_is_stable_for_huge_logits():
@@ -165,7 +207,9 @@ def test_mlp_training_step_matches_torch():
     )
     loss = cross_entropy(((Tensor(x) @ w1 + b1).tanh() @ w2 + b2), y)
     loss.backward()
-    ref = torch.nn.functional.cross_entropy(torch_mlp(torch.tensor(x)), torch.tensor(y))
+    ref = torch.nn.functional.cross_entropy(
+        torch_mlp(torch.tensor(x)), torch.tensor(y)
+    )
     ref.backward()
     assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
     for ours, p in zip((w1, b1, w2, b2), torch_mlp.parameters()):
@@ -174,7 +218,9 @@ def test_mlp_training_step_matches_torch():
         )
 
 
-SIGMOID_POINTS = np.array([-700.0, -50.0, -38.0, -30.0, -10.0, -1e-8, -0.0, 0.0, 1.0, 30.0, 50.0])
+SIGMOID_POINTS = np.array(
+    [-700.0, -50.0, -38.0, -30.0, -10.0, -1e-8, -0.0, 0.0, 1.0, 30.0, 50.0]
+)
 
 
 def test_sigmoid_keeps_full_relative_precision_in_both_tails():
@@ -183,7 +229,9 @@ def test_sigmoid_keeps_full_relative_precision_in_both_tails():
     out = x.sigmoid()
     ref = torch.sigmoid(torch.tensor(SIGMOID_POINTS))
     np.testing.assert_allclose(out.data, ref.numpy(), rtol=1e-15, atol=0)
-    assert (out.data > 0).all() and out.data[1] == pytest.approx(np.exp(-50.0), rel=1e-15)
+    assert (out.data > 0).all() and out.data[1] == pytest.approx(
+        np.exp(-50.0), rel=1e-15
+    )
     out.backward(np.ones_like(SIGMOID_POINTS))
     # σ'(x) = σ(x)σ(−x), exact in both tails (σ(1 − σ) would be 0 at x = 50, not e^−50)
     exact = (ref * torch.sigmoid(-torch.tensor(SIGMOID_POINTS))).numpy()
@@ -224,14 +272,20 @@ def test_pow_edge_cases_match_torch_autograd(exponent):
     x = Tensor(points, requires_grad=True)
     ref_x = torch.tensor(points, requires_grad=True)
     seed = np.linspace(0.5, 2.0, len(points))
-    with np.errstate(divide="ignore", invalid="ignore"):  # 0^−1 and (−1)^0.5 are meant here
+    # 0^−1 and (−1)^0.5 are meant here
+    with np.errstate(divide="ignore", invalid="ignore"):
         out = x**exponent
         out.backward(seed)
     ref = ref_x**exponent
     ref.backward(torch.tensor(seed))
-    np.testing.assert_allclose(out.data, ref.detach().numpy(), rtol=1e-15, equal_nan=True)
-    np.testing.assert_allclose(x.grad, ref_x.grad.numpy(), rtol=1e-15, equal_nan=True)
-    if exponent == 0:  # x^0 = 1 everywhere: gradient 0, also at x = 0 (0·0^−1 used to be NaN)
+    np.testing.assert_allclose(
+        out.data, ref.detach().numpy(), rtol=1e-15, equal_nan=True
+    )
+    np.testing.assert_allclose(
+        x.grad, ref_x.grad.numpy(), rtol=1e-15, equal_nan=True
+    )
+    # x^0 = 1 everywhere: gradient 0, also at x = 0 (0·0^−1 used to be NaN)
+    if exponent == 0:
         assert (x.grad == 0).all()
 
 
@@ -248,7 +302,9 @@ BINARY = {
 
 @settings(max_examples=40, deadline=None)
 @given(
-    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4),
+    shapes=hnp.mutually_broadcastable_shapes(
+        num_shapes=2, min_dims=0, max_dims=3, max_side=4
+    ),
     op=st.sampled_from(sorted(BINARY)),
     seed=st.integers(0, 2**32 - 1),
 )
@@ -264,13 +320,17 @@ def test_broadcasting_gradients_unbroadcast_like_torch(shapes, op, seed):
 @settings(max_examples=40, deadline=None)
 @given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
 def test_reductions_over_random_axes_match_torch(shape, data):
-    axes = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True))
+    axes = data.draw(
+        st.lists(st.integers(0, len(shape) - 1), min_size=1, unique=True)
+    )
     keepdims = data.draw(st.booleans())
     rng = np.random.default_rng(len(shape) * 7 + len(axes))
     x = rng.standard_normal(shape)
     for ours_op, torch_op in (("sum", torch.sum), ("mean", torch.mean)):
         _compare(
-            lambda a, op=ours_op: getattr(a, op)(axis=tuple(axes), keepdims=keepdims),
+            lambda a, op=ours_op: getattr(a, op)(
+                axis=tuple(axes), keepdims=keepdims
+            ),
             lambda a, op=torch_op: op(a, dim=tuple(axes), keepdim=keepdims),
             [x],
             rng,
@@ -316,7 +376,8 @@ def test_random_graphs_match_torch(steps, shapes, seed):
             else:
                 nodes.append(BINARY[op][framework](a, b))
         total = nodes[-1]
-        for node in nodes[:-1]:  # every node feeds the output, so none is a dead end
+        # every node feeds the output, so none is a dead end
+        for node in nodes[:-1]:
             total = total + node
         return total
 
@@ -348,13 +409,17 @@ def test_backward_twice_accumulates_leaves_but_not_intermediates():
     np.testing.assert_allclose(first, 18 * x.data)
     loss.backward()  # same graph again: leaves accumulate like torch's .grad
     np.testing.assert_allclose(x.grad, 2 * first)
-    np.testing.assert_allclose(h.grad, 2 * h.data)  # the intermediate holds this pass only
+    # the intermediate holds this pass only
+    np.testing.assert_allclose(h.grad, 2 * h.data)
     x.zero_grad()
     assert x.grad is None
 
 
 def test_leaf_grads_are_not_shared_arrays():
-    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    a, b = (
+        Tensor(np.ones(3), requires_grad=True),
+        Tensor(np.ones(3), requires_grad=True),
+    )
     (a + b).sum().backward()
     a.grad *= 0.5  # clipping one gradient in place must not touch the other
     np.testing.assert_allclose(b.grad, np.ones(3))
@@ -439,8 +504,14 @@ def test_gradcheck_accepts_tensors_and_nonscalar_outputs():
         ({"fn": lambda a: a, "inputs": [np.ones(2)], "atol": -1}, "atol"),
         ({"fn": lambda a: a, "inputs": [np.ones(2)], "rtol": "x"}, "rtol"),
         ({"fn": lambda a: a, "inputs": [np.ones(2)], "seed": -1}, "seed"),
-        ({"fn": lambda a: a.data, "inputs": [np.ones(2)]}, "fn must return a Tensor"),
-        ({"fn": lambda a: a, "inputs": [np.ones(2, dtype=complex)]}, r"inputs\[0\]"),
+        (
+            {"fn": lambda a: a.data, "inputs": [np.ones(2)]},
+            "fn must return a Tensor",
+        ),
+        (
+            {"fn": lambda a: a, "inputs": [np.ones(2, dtype=complex)]},
+            r"inputs\[0\]",
+        ),
     ],
 )
 def test_gradcheck_rejects_bad_arguments(kwargs, match):
@@ -466,7 +537,9 @@ def test_broadcast_mismatch_names_shapes():
 
 def test_backward_on_non_scalar_needs_a_seed():
     y = Tensor(np.ones(3), requires_grad=True) * 2
-    with pytest.raises(ValueError, match=r"grad=.*shape \(3,\)|shape \(3,\).*grad="):
+    with pytest.raises(
+        ValueError, match=r"grad=.*shape \(3,\)|shape \(3,\).*grad="
+    ):
         y.backward()
     with pytest.raises(ValueError, match="grad must have"):
         y.backward(np.ones(2))
@@ -588,7 +661,8 @@ def test_topological_order_puts_parents_first_and_can_skip_constants():
     for node in order:
         assert all(position[id(p)] < position[id(node)] for p in node._parents)
     grad_nodes = topological_order(out, only_requires_grad=True)
-    assert len(grad_nodes) == 5 and all(n.requires_grad for n in grad_nodes)  # c is skipped
+    # c is skipped
+    assert len(grad_nodes) == 5 and all(n.requires_grad for n in grad_nodes)
     with pytest.raises(TypeError, match="root"):
         topological_order(np.ones(2))
     with pytest.raises(TypeError, match="only_requires_grad"):

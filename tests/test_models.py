@@ -28,7 +28,11 @@ def test_linear_regression_output_matches_target_shape() -> None:
 
 
 def test_models_start_at_zero_so_gradient_descent_is_seed_independent() -> None:
-    for model in (LinearRegression(4), LogisticRegression(4), SoftmaxRegression(4, 3)):
+    for model in (
+        LinearRegression(4),
+        LogisticRegression(4),
+        SoftmaxRegression(4, 3),
+    ):
         assert all(torch.count_nonzero(p) == 0 for p in model.parameters())
 
 
@@ -45,11 +49,16 @@ def test_logistic_regression_logits_proba_and_predict() -> None:
     torch.manual_seed(0)
     model = LogisticRegression(5)
     with torch.no_grad():
-        model.linear.weight.normal_(std=10.0)  # large logits: probabilities must still be in [0, 1]
+        # large logits: probabilities must still be in [0, 1]
+        model.linear.weight.normal_(std=10.0)
     x = torch.randn(64, 5)
     logits, proba, pred = model(x), model.predict_proba(x), model.predict(x)
     assert logits.shape == pred.shape == (64,)
-    assert proba.shape == (64, 2)  # (N, C) like every classifier: columns p(y=0), p(y=1)
+    # (N, C) like every classifier: columns p(y=0), p(y=1)
+    assert proba.shape == (
+        64,
+        2,
+    )
     assert ((proba >= 0) & (proba <= 1)).all()
     torch.testing.assert_close(proba[:, 1], torch.sigmoid(logits).detach())
     torch.testing.assert_close(proba.sum(dim=1), torch.ones(64))
@@ -58,13 +67,19 @@ def test_logistic_regression_logits_proba_and_predict() -> None:
     assert not proba.requires_grad and not pred.requires_grad
 
 
-def test_logistic_predict_proba_keeps_the_small_probability_of_a_confident_logit() -> None:
+def test_logistic_predict_proba_keeps_the_small_probability_of_a_confident_logit() -> (
+    None
+):
     model = LogisticRegression(1, dtype=torch.float64)
     with torch.no_grad():
         model.linear.weight.fill_(1.0)
-    proba = model.predict_proba(torch.tensor([[40.0], [-40.0]], dtype=torch.float64))
+    proba = model.predict_proba(
+        torch.tensor([[40.0], [-40.0]], dtype=torch.float64)
+    )
     # 1 − σ(40) rounds to 0 in float64; σ(−40) ≈ 4.2e-18 does not
-    torch.testing.assert_close(proba[0, 0], torch.sigmoid(torch.tensor(-40.0, dtype=torch.float64)))
+    torch.testing.assert_close(
+        proba[0, 0], torch.sigmoid(torch.tensor(-40.0, dtype=torch.float64))
+    )
     torch.testing.assert_close(proba[1, 1], proba[0, 0])
     assert proba[0, 0] > 0
 
@@ -78,14 +93,24 @@ def test_binary_predict_proba_has_scikit_learns_layout() -> None:
     with torch.no_grad():
         ours.linear.weight.copy_(w.unsqueeze(0))
         ours.linear.bias.fill_(b)
-    theirs = sklearn.LogisticRegression()  # same parameters set by hand: compare the conventions
-    theirs.coef_, theirs.intercept_, theirs.classes_ = w.numpy()[None], np.array([b]), np.arange(2)
-    np.testing.assert_allclose(ours.predict_proba(x).numpy(), theirs.predict_proba(x.numpy()))
-    np.testing.assert_array_equal(ours.predict(x).numpy(), theirs.predict(x.numpy()))
+    # same parameters set by hand: compare the conventions
+    theirs = sklearn.LogisticRegression()
+    theirs.coef_, theirs.intercept_, theirs.classes_ = (
+        w.numpy()[None],
+        np.array([b]),
+        np.arange(2),
+    )
+    np.testing.assert_allclose(
+        ours.predict_proba(x).numpy(), theirs.predict_proba(x.numpy())
+    )
+    np.testing.assert_array_equal(
+        ours.predict(x).numpy(), theirs.predict(x.numpy())
+    )
 
 
 @pytest.mark.parametrize(
-    "model", [LogisticRegression(3), SoftmaxRegression(3, 4), MLP((3, 8, 4), dropout=0.5)]
+    "model",
+    [LogisticRegression(3), SoftmaxRegression(3, 4), MLP((3, 8, 4), dropout=0.5)],
 )
 def test_every_classifier_predicts_in_eval_mode_and_restores_the_mode(
     model: torch.nn.Module,
@@ -106,10 +131,15 @@ def test_every_classifier_predicts_in_eval_mode_and_restores_the_mode(
 
 def test_logistic_targets_must_be_zero_or_one() -> None:
     check = LogisticRegression.check_targets
-    for y in (torch.tensor([0, 1, 1]), torch.tensor([0.0, 1.0]), torch.tensor([True, False])):
+    for y in (
+        torch.tensor([0, 1, 1]),
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([True, False]),
+    ):
         assert check(y) is y
     with pytest.raises(
-        ValueError, match=r"y must hold only 0 and 1.* 2 other value\(s\), e.g. \[-1, 2\]"
+        ValueError,
+        match=r"y must hold only 0 and 1.* 2 other value\(s\), e.g. \[-1, 2\]",
     ):
         check(torch.tensor([0, 2, 1, -1]))
     with pytest.raises(ValueError, match="y must hold only 0 and 1"):
@@ -127,7 +157,9 @@ def test_logistic_loss_is_bce_with_logits_on_checked_labels() -> None:
     logits = torch.randn(8, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 2, (8,))
     loss = LogisticRegression.loss(logits, y)
-    torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(logits, y.double()))
+    torch.testing.assert_close(
+        loss, F.binary_cross_entropy_with_logits(logits, y.double())
+    )
     loss.backward()
     assert logits.grad is not None
     # a label of 2 makes BCE unbounded below (z·(1 − y) → −∞): refused before any step is taken
@@ -135,7 +167,9 @@ def test_logistic_loss_is_bce_with_logits_on_checked_labels() -> None:
     assert F.binary_cross_entropy_with_logits(1e6 * (bad == 2), bad) < -1e5
     with pytest.raises(ValueError, match="y must hold only 0 and 1"):
         LogisticRegression.loss(logits, bad)
-    with pytest.raises(ValueError, match=r"logits must have y's shape \(8,\), got \(8, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"logits must have y's shape \(8,\), got \(8, 1\)"
+    ):
         LogisticRegression.loss(logits.detach().unsqueeze(1), y)
     with pytest.raises(TypeError, match="logits must be a torch.Tensor"):
         LogisticRegression.loss([0.0] * 8, y)  # type: ignore[arg-type]
@@ -173,7 +207,11 @@ def test_models_train_with_their_losses() -> None:
     x = torch.randn(32, 3)
     cases = [
         (LinearRegression(3), F.mse_loss, x @ torch.tensor([1.0, -2.0, 0.5])),
-        (LogisticRegression(3), F.binary_cross_entropy_with_logits, (x[:, 0] > 0).float()),
+        (
+            LogisticRegression(3),
+            F.binary_cross_entropy_with_logits,
+            (x[:, 0] > 0).float(),
+        ),
         (SoftmaxRegression(3, 3), F.cross_entropy, x.argmax(dim=1)),
     ]
     for model, loss_fn, y in cases:
@@ -190,7 +228,8 @@ def test_models_train_with_their_losses() -> None:
 
 @pytest.mark.parametrize("cls", [LinearRegression, LogisticRegression])
 @pytest.mark.parametrize(
-    ("bad", "error"), [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)]
+    ("bad", "error"),
+    [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError)],
 )
 def test_in_features_is_validated(cls: type, bad: object, error: type) -> None:
     with pytest.raises(error, match="in_features"):
@@ -218,7 +257,9 @@ def test_softmax_arguments_are_validated(
     "model", [LinearRegression(3), LogisticRegression(3), SoftmaxRegression(3, 2)]
 )
 def test_forward_rejects_wrong_inputs(model: torch.nn.Module) -> None:
-    with pytest.raises(ValueError, match=r"x must have shape \(N, 3\), got \(5, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"x must have shape \(N, 3\), got \(5, 4\)"
+    ):
         model(torch.zeros(5, 4))
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.zeros(3))
@@ -242,7 +283,8 @@ def test_least_squares_recovers_exact_parameters() -> None:
 def test_least_squares_ridge_solves_its_normal_equations() -> None:
     g = torch.Generator().manual_seed(1)
     n, d, ridge = 40, 3, 0.3
-    x = torch.randn(n, d, generator=g, dtype=torch.float64) + 2.0  # offset: the bias matters
+    # offset: the bias matters
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) + 2.0
     y = torch.randn(n, generator=g, dtype=torch.float64)
     w, b = least_squares(x, y, ridge=ridge)
     xc, yc = x - x.mean(0), y - y.mean()
@@ -262,7 +304,9 @@ def test_least_squares_ridge_shrinks_the_weights() -> None:
     y = x @ torch.ones(5, dtype=torch.float64) + 0.1 * torch.randn(
         30, generator=g, dtype=torch.float64
     )
-    norms = [least_squares(x, y, ridge=r)[0].norm().item() for r in (0.0, 0.1, 1.0, 10.0)]
+    norms = [
+        least_squares(x, y, ridge=r)[0].norm().item() for r in (0.0, 0.1, 1.0, 10.0)
+    ]
     assert norms == sorted(norms, reverse=True) and norms[-1] < 0.2 * norms[0]
 
 
@@ -273,7 +317,8 @@ def test_least_squares_handles_rank_deficient_and_wide_x() -> None:
     y = base @ torch.tensor([1.0, 2.0], dtype=torch.float64)
     w, b = least_squares(x, y)
     torch.testing.assert_close(x @ w + b, y)  # exact fit
-    torch.testing.assert_close(w[0], w[2])  # minimum-norm: the weight is split evenly
+    # minimum-norm: the weight is split evenly
+    torch.testing.assert_close(w[0], w[2])
     wide = torch.randn(3, 6, generator=g, dtype=torch.float64)  # N < d
     yw = torch.randn(3, generator=g, dtype=torch.float64)
     ww, bw = least_squares(wide, yw)
@@ -291,19 +336,79 @@ def test_least_squares_detaches_and_keeps_dtype() -> None:
     ("x", "y", "kwargs", "error", "match"),
     [
         ([[1.0]], torch.zeros(1), {}, TypeError, "x must be a torch.Tensor"),
-        (torch.zeros(3, 1), [0.0, 0.0, 0.0], {}, TypeError, "y must be a torch.Tensor"),
-        (torch.zeros(3), torch.zeros(3), {}, ValueError, r"x must have shape \(N, d\).*\(3,\)"),
+        (
+            torch.zeros(3, 1),
+            [0.0, 0.0, 0.0],
+            {},
+            TypeError,
+            "y must be a torch.Tensor",
+        ),
+        (
+            torch.zeros(3),
+            torch.zeros(3),
+            {},
+            ValueError,
+            r"x must have shape \(N, d\).*\(3,\)",
+        ),
         (torch.zeros(0, 2), torch.zeros(0), {}, ValueError, "x must have shape"),
-        (torch.zeros(3, 2, dtype=torch.int64), torch.zeros(3), {}, TypeError, "x must be floating"),
-        (torch.zeros(3, 2), torch.zeros(4), {}, ValueError, r"y must have shape \(3,\).*\(4,\)"),
+        (
+            torch.zeros(3, 2, dtype=torch.int64),
+            torch.zeros(3),
+            {},
+            TypeError,
+            "x must be floating",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(4),
+            {},
+            ValueError,
+            r"y must have shape \(3,\).*\(4,\)",
+        ),
         (torch.zeros(3, 2), torch.zeros(3, 1), {}, ValueError, "y must have shape"),
-        (torch.zeros(3, 2), torch.zeros(3, dtype=torch.float64), {}, TypeError, "y must have x's"),
-        (torch.zeros(3, 2), torch.zeros(3), {"ridge": -0.1}, ValueError, "ridge.*-0.1"),
-        (torch.zeros(3, 2), torch.zeros(3), {"ridge": float("nan")}, ValueError, "ridge"),
-        (torch.zeros(3, 2), torch.zeros(3), {"ridge": "1"}, TypeError, "ridge must be a float"),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(3, dtype=torch.float64),
+            {},
+            TypeError,
+            "y must have x's",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(3),
+            {"ridge": -0.1},
+            ValueError,
+            "ridge.*-0.1",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(3),
+            {"ridge": float("nan")},
+            ValueError,
+            "ridge",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.zeros(3),
+            {"ridge": "1"},
+            TypeError,
+            "ridge must be a float",
+        ),
         (torch.zeros(3, 2), torch.zeros(3), {"ridge": True}, TypeError, "ridge"),
-        (torch.full((3, 2), float("nan")), torch.zeros(3), {}, ValueError, "finite"),
-        (torch.zeros(3, 2), torch.tensor([0.0, float("inf"), 0.0]), {}, ValueError, "finite"),
+        (
+            torch.full((3, 2), float("nan")),
+            torch.zeros(3),
+            {},
+            ValueError,
+            "finite",
+        ),
+        (
+            torch.zeros(3, 2),
+            torch.tensor([0.0, float("inf"), 0.0]),
+            {},
+            ValueError,
+            "finite",
+        ),
     ],
 )
 def test_least_squares_rejects_bad_arguments(

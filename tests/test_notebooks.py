@@ -30,7 +30,9 @@ def _toc_files(node) -> list[str]:
 
 
 def _code_cells(path: Path) -> list[dict]:
-    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    return [
+        c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
+    ]
 
 
 def _source(cell: dict) -> str:
@@ -43,8 +45,14 @@ def test_there_are_chapters():
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
-    dirty = [i for i, c in enumerate(_code_cells(path)) if c["outputs"] or c["execution_count"]]
-    assert not dirty, f"{path.name}: code cells {dirty} carry outputs; clear them before committing"
+    dirty = [
+        i
+        for i, c in enumerate(_code_cells(path))
+        if c["outputs"] or c["execution_count"]
+    ]
+    assert not dirty, (
+        f"{path.name}: code cells {dirty} carry outputs; clear them before committing"
+    )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
@@ -59,16 +67,22 @@ def test_first_cell_installs_dlcore_from_the_configured_repository(path):
     # library, under its distribution name, from the URL in _config.yml (the one place it is named).
     first = _code_cells(path)[0]
     assert "install-dlcore" in first["metadata"].get("tags", []), path.name
-    assert "remove-cell" in first["metadata"]["tags"], "the install cell is hidden in the book"
+    assert "remove-cell" in first["metadata"]["tags"], (
+        "the install cell is hidden in the book"
+    )
     lines = [line.strip() for line in _source(first).splitlines()]
-    assert INSTALL in lines, f"{path.name}: the install cell must contain the line\n    {INSTALL}"
+    assert INSTALL in lines, (
+        f"{path.name}: the install cell must contain the line\n    {INSTALL}"
+    )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_setup_cell_picks_the_device_seeds_and_reports(path):
     setup = _source(_code_cells(path)[1])
     for call in ("get_device(", "seed_everything(", "env_report("):
-        assert call in setup, f"{path.name}: the setup cell does not call {call}...)"
+        assert call in setup, (
+            f"{path.name}: the setup cell does not call {call}...)"
+        )
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)

@@ -63,7 +63,11 @@ def _run_probe(setting: str) -> dict:
         numerics.environment(setting, capability, threads=1),
     )
     out = subprocess.run(
-        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -85,8 +89,12 @@ def test_one_setting_is_reproducible(probes):
 
 def test_portable_path_gives_other_bits_here(probes):
     native, portable = probes["native"], probes["portable"]
-    changed = sorted(k for k in native["parts"] if native["parts"][k] != portable["parts"][k])
-    print(f"ATen {native['capability']} -> {portable['capability']}; bits that differ: {changed}")
+    changed = sorted(
+        k for k in native["parts"] if native["parts"][k] != portable["parts"][k]
+    )
+    print(
+        f"ATen {native['capability']} -> {portable['capability']}; bits that differ: {changed}"
+    )
     assert "trained MLP" in changed, (
         f"on this machine (ATen {native['capability']}), DLCORE_NUMERICS=portable "
         f"({numerics.describe(numerics.environment('portable', native['capability'], 1))}) "
@@ -102,22 +110,38 @@ def test_each_capability_gets_a_lower_rung():
         "MKL_ENABLE_INSTRUCTIONS": None,
         "DNNL_MAX_CPU_ISA": None,
     }
-    assert numerics.environment("portable", "AVX2", 2)["ATEN_CPU_CAPABILITY"] == "default"
-    assert numerics.environment("portable", "SVE256", 8)["ATEN_CPU_CAPABILITY"] == "default"
+    assert (
+        numerics.environment("portable", "AVX2", 2)["ATEN_CPU_CAPABILITY"]
+        == "default"
+    )
+    assert (
+        numerics.environment("portable", "SVE256", 8)["ATEN_CPU_CAPABILITY"]
+        == "default"
+    )
     # No lower instruction set: the thread count moves instead, away from torch's own choice.
     assert numerics.environment("portable", "DEFAULT", 4)["OMP_NUM_THREADS"] == "1"
     assert numerics.environment("portable", "NO AVX", 1)["OMP_NUM_THREADS"] == "2"
     native = numerics.environment("native", "AVX2", 2)
-    assert native == dict.fromkeys(numerics.ISA_VARIABLES), "native removes every cap, sets nothing"
-    assert set(numerics.VARIABLES) >= set(native), "the cache must key on every variable used"
+    assert native == dict.fromkeys(numerics.ISA_VARIABLES), (
+        "native removes every cap, sets nothing"
+    )
+    assert set(numerics.VARIABLES) >= set(native), (
+        "the cache must key on every variable used"
+    )
 
 
 def test_apply_changes_the_environment_it_is_given():
-    env = {"DLCORE_NUMERICS": "native", "MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
+    env = {
+        "DLCORE_NUMERICS": "native",
+        "MKL_CBWR": "COMPATIBLE",
+        "ATEN_CPU_CAPABILITY": "avx2",
+    }
     numerics.apply(env)
     assert "MKL_CBWR" not in env and "ATEN_CPU_CAPABILITY" not in env, env
     env = {"PATH": "/bin"}
-    assert numerics.apply(env) == {} and env == {"PATH": "/bin"}, "unset: nothing changes"
+    assert numerics.apply(env) == {} and env == {"PATH": "/bin"}, (
+        "unset: nothing changes"
+    )
     env = {"DLCORE_NUMERICS": "portable"}
     changes = numerics.apply(env)
     assert {k: v for k, v in changes.items() if v is not None} == {
@@ -148,9 +172,13 @@ def _dry_run(*targets: str) -> str:
 
 
 def test_make_test_executes_the_chapters_under_both_settings():
-    nbval = [line for line in _dry_run("nbval").splitlines() if "--nbval-lax" in line]
+    nbval = [
+        line for line in _dry_run("nbval").splitlines() if "--nbval-lax" in line
+    ]
     builds = [
-        line for line in _dry_run("book-strict", "book").splitlines() if "jupyter-book" in line
+        line
+        for line in _dry_run("book-strict", "book").splitlines()
+        if "jupyter-book" in line
     ]
     assert len(nbval) == 1 and len(builds) == 2, (nbval, builds)
     assert re.search(r"\bDLCORE_NUMERICS=portable\b", nbval[0]), nbval[0]
@@ -169,7 +197,12 @@ def _notebook(source: str) -> str:
     }
     kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
     return json.dumps(
-        {"cells": [cell], "metadata": {"kernelspec": kernel}, "nbformat": 4, "nbformat_minor": 5}
+        {
+            "cells": [cell],
+            "metadata": {"kernelspec": kernel},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
     )
 
 
@@ -193,7 +226,15 @@ def test_nbval_kernels_run_under_the_setting_and_times_are_reported(tmp_path):
     )
     env = {**os.environ, "DLCORE_NUMERICS": "portable", "MKL_CBWR": "COMPATIBLE"}
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "chapters", "-p", "no:cacheprovider"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "chapters",
+            "-p",
+            "no:cacheprovider",
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -203,5 +244,9 @@ def test_nbval_kernels_run_under_the_setting_and_times_are_reported(tmp_path):
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     in_force = numerics.summary(_with(env, expected))
     assert f"numerics: {in_force}" in out.stdout, out.stdout
-    table = out.stdout[out.stdout.index(f"chapter wall times, nbval ({in_force})") :]
-    assert re.search(r"chapters/probe\.ipynb\s+\d+\.\d s  ok  1 cells", table), table
+    table = out.stdout[
+        out.stdout.index(f"chapter wall times, nbval ({in_force})") :
+    ]
+    assert re.search(r"chapters/probe\.ipynb\s+\d+\.\d s  ok  1 cells", table), (
+        table
+    )

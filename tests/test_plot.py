@@ -53,7 +53,10 @@ class FakeHistory:
 def test_book_style_context_restores_rcparams():
     before = matplotlib.rcParams["figure.figsize"]
     with book_style():
-        assert tuple(matplotlib.rcParams["figure.figsize"]) == BOOK_STYLE["figure.figsize"]
+        assert (
+            tuple(matplotlib.rcParams["figure.figsize"])
+            == BOOK_STYLE["figure.figsize"]
+        )
         assert matplotlib.rcParams["axes.spines.top"] is False
     assert matplotlib.rcParams["figure.figsize"] == before
 
@@ -69,7 +72,11 @@ def test_use_book_style_sets_rcparams():
 
 
 def test_plot_history_dict_one_line_per_key():
-    history = {"epoch": [1, 2, 3], "loss": [1.0, 0.5, 0.25], "val_loss": [1.1, 0.6, 0.4]}
+    history = {
+        "epoch": [1, 2, 3],
+        "loss": [1.0, 0.5, 0.25],
+        "val_loss": [1.1, 0.6, 0.4],
+    }
     ax = plot_history(history, keys=("loss", "val_loss"), title="MLP")
     assert isinstance(ax, Axes)
     assert [line.get_label() for line in ax.get_lines()] == ["loss", "val_loss"]
@@ -117,16 +124,24 @@ def test_plot_history_errors_name_the_key():
 
 def ledger() -> Ledger:
     led = Ledger("mlp")
-    led.add("tiny", invest={"train_s": 0.5, "params": 1e3}, returns={"test_acc": 0.80})
-    led.add("small", invest={"train_s": 5.0, "params": 1e5}, returns={"test_acc": 0.95})
-    led.add("large", invest={"train_s": 20.0, "params": 1e7}, returns={"test_acc": 0.98})
+    led.add(
+        "tiny", invest={"train_s": 0.5, "params": 1e3}, returns={"test_acc": 0.80}
+    )
+    led.add(
+        "small", invest={"train_s": 5.0, "params": 1e5}, returns={"test_acc": 0.95}
+    )
+    led.add(
+        "large", invest={"train_s": 20.0, "params": 1e7}, returns={"test_acc": 0.98}
+    )
     return led
 
 
 def test_plot_ledger_points_and_labels():
     ax = plot_ledger(ledger(), x="train_s", y="test_acc")
     (points,) = ax.collections
-    np.testing.assert_allclose(points.get_offsets(), [[0.5, 0.8], [5.0, 0.95], [20.0, 0.98]])
+    np.testing.assert_allclose(
+        points.get_offsets(), [[0.5, 0.8], [5.0, 0.95], [20.0, 0.98]]
+    )
     assert [t.get_text() for t in ax.texts] == ["tiny", "small", "large"]
     assert ax.get_xscale() == "linear"  # 0.5..20 is under two decades
     assert "training time" in ax.get_xlabel() and ax.get_title() == "mlp"
@@ -146,7 +161,10 @@ def test_plot_ledger_colours_chapters_and_skips_incomplete_rows():
     with pytest.warns(UserWarning, match="no-acc"):
         ax = plot_ledger(roi)
     assert [len(c.get_offsets()) for c in ax.collections] == [3, 1]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp", "compression"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "mlp",
+        "compression",
+    ]
 
 
 def test_plot_ledger_errors_name_the_key():
@@ -179,7 +197,8 @@ def test_confusion_matrix_normalized_rows_and_num_classes():
     cm = np.asarray(ax.images[0].get_array())
     assert cm.shape == (4, 4)
     np.testing.assert_allclose(cm[0, :2], [0.5, 0.5])
-    np.testing.assert_allclose(cm.sum(axis=1), [1, 1, 0, 0])  # unseen classes: zero rows
+    # unseen classes: zero rows
+    np.testing.assert_allclose(cm.sum(axis=1), [1, 1, 0, 0])
 
 
 def test_confusion_matrix_errors():

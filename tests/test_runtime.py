@@ -41,7 +41,9 @@ def test_bad_device_names_are_named_in_the_error(monkeypatch, bad):
         get_device()
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error path")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the no-GPU error path"
+)
 def test_missing_cuda_is_an_error_not_a_silent_fallback(monkeypatch):
     monkeypatch.setenv("DLCORE_DEVICE", "cuda")
     with pytest.raises(ValueError, match="does not have"):
@@ -55,15 +57,26 @@ def test_prefer_type_checked():
 
 def test_seed_everything_reproduces_all_generators():
     g1 = seed_everything(123)
-    a = (random.random(), np.random.rand(), torch.rand(3), torch.rand(2, generator=g1))
+    a = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(3),
+        torch.rand(2, generator=g1),
+    )
     g2 = seed_everything(123)
-    b = (random.random(), np.random.rand(), torch.rand(3), torch.rand(2, generator=g2))
+    b = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(3),
+        torch.rand(2, generator=g2),
+    )
     assert a[0] == b[0] and a[1] == b[1]
     assert torch.equal(a[2], b[2]) and torch.equal(a[3], b[3])
 
 
 @pytest.mark.parametrize(
-    "seed, exc", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError)]
+    "seed, exc",
+    [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), (True, TypeError)],
 )
 def test_seed_validation(seed, exc):
     with pytest.raises(exc, match="seed"):
@@ -112,7 +125,11 @@ def test_env_report_names_cpu_instruction_set_and_blas(monkeypatch):
     assert report.cpu_capability == torch.backends.cpu.get_cpu_capability()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists() and "model name" in cpuinfo.read_text():
-        model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M).group(1).strip()
+        model = (
+            re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+            .group(1)
+            .strip()
+        )
         assert report.cpu == model
     else:
         assert report.cpu and report.cpu != "unknown"
@@ -123,5 +140,6 @@ def test_env_report_names_cpu_instruction_set_and_blas(monkeypatch):
     for label in ("cpu capability", "blas"):
         assert label in text and f"<th style='text-align:left'>{label}</th>" in page
     assert f"<td>{report.cpu_capability}</td>" in page
-    monkeypatch.setenv("MKL_CBWR", "AVX2")  # MKL's reproducibility mode changes the last bits
+    # MKL's reproducibility mode changes the last bits
+    monkeypatch.setenv("MKL_CBWR", "AVX2")
     assert "(MKL_CBWR=AVX2)" in env_report("cpu").blas

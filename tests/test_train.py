@@ -29,7 +29,9 @@ from dlcore.train import (
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-def blobs(n: int = 200, d: int = 4, k: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def blobs(
+    n: int = 200, d: int = 4, k: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     centers = 4.0 * torch.randn(k, d, generator=g)
     y = torch.arange(n) % k
@@ -37,7 +39,9 @@ def blobs(n: int = 200, d: int = 4, k: int = 3, seed: int = 0) -> tuple[torch.Te
 
 
 def mlp(d: int = 4, k: int = 3, dropout: float = 0.0) -> nn.Module:
-    return nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, k))
+    return nn.Sequential(
+        nn.Linear(d, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, k)
+    )
 
 
 def params(model: nn.Module) -> list[torch.Tensor]:
@@ -56,13 +60,25 @@ def test_fit_learns_separable_blobs() -> None:
     x, y = blobs()
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    loader = TensorLoader(x, y, batch_size=32, generator=torch.Generator().manual_seed(0))
-    history = fit(model, nn.CrossEntropyLoss(), opt, loader, epochs=15, val=loader, progress=False)
+    loader = TensorLoader(
+        x, y, batch_size=32, generator=torch.Generator().manual_seed(0)
+    )
+    history = fit(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        loader,
+        epochs=15,
+        val=loader,
+        progress=False,
+    )
     assert len(history) == 15
     assert history["epoch"] == [float(e) for e in range(1, 16)]
     assert history["loss"][-1] < 0.3 * history["loss"][0]
     assert history["accuracy"][-1] > 0.95 and history["val_accuracy"][-1] > 0.95
-    assert all(s > 0 for s in history["seconds"]) and all(r > 0 for r in history["samples_per_s"])
+    assert all(s > 0 for s in history["seconds"]) and all(
+        r > 0 for r in history["samples_per_s"]
+    )
     assert history.last["epoch"] == 15
 
 
@@ -82,16 +98,28 @@ def test_fit_works_with_torch_dataloader_and_plain_list() -> None:
             epochs=3,
             progress=False,
         )
-        assert set(history.keys()) == {"epoch", "loss", "accuracy", "seconds", "samples_per_s"}
+        assert set(history.keys()) == {
+            "epoch",
+            "loss",
+            "accuracy",
+            "seconds",
+            "samples_per_s",
+        }
 
 
 def test_fit_with_progress_bars_and_device_argument() -> None:
     x, y = blobs(n=64)
     model = mlp()
+    # fmt: skip
     history = fit(
-        model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1),
-        TensorLoader(x, y, batch_size=16), epochs=2, device="cpu", progress=True,
-    )  # fmt: skip
+        model,
+        nn.CrossEntropyLoss(),
+        torch.optim.SGD(model.parameters(), 0.1),
+        TensorLoader(x, y, batch_size=16),
+        epochs=2,
+        device="cpu",
+        progress=True,
+    )
     assert len(history) == 2
 
 
@@ -100,7 +128,8 @@ def test_fit_loss_is_per_sample_mean_with_partial_last_batch() -> None:
     x, y = blobs(n=70)
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 70, 32)]  # 32, 32, 6
+    # 32, 32, 6
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 70, 32)]
     for reduction in ("mean", "sum"):
         loss_fn = nn.CrossEntropyLoss(reduction=reduction)
         history = fit(model, loss_fn, opt, batches, epochs=1, progress=False)
@@ -143,7 +172,11 @@ def bce_on_int_targets(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     [
         (nn.BCEWithLogitsLoss(), torch.float32),
         (nn.functional.binary_cross_entropy_with_logits, torch.float32),
-        (bce_on_int_targets, torch.int64),  # an unknown loss: integer targets still say "binary"
+        # an unknown loss: integer targets still say "binary"
+        (
+            bce_on_int_targets,
+            torch.int64,
+        ),
     ],
     ids=["module", "functional", "int-targets"],
 )
@@ -160,7 +193,9 @@ def test_binary_logits_accuracy(loss_fn, target_dtype: torch.dtype) -> None:  # 
         progress=False,
     )
     assert history["accuracy"][-1] > 0.95
-    result = evaluate(model, TensorLoader(x, target, batch_size=50, shuffle=False), loss_fn)
+    result = evaluate(
+        model, TensorLoader(x, target, batch_size=50, shuffle=False), loss_fn
+    )
     with torch.no_grad():
         manual = ((model(x) > 0).long().squeeze(1) == y).float().mean().item()
     assert result["accuracy"] == pytest.approx(manual) and result["n"] == 120
@@ -184,9 +219,14 @@ def test_one_hot_targets_with_cross_entropy() -> None:
     result = evaluate(model, [(x, onehot)], nn.CrossEntropyLoss())
     with torch.no_grad():
         out = model(x)
-    assert result["accuracy"] == pytest.approx((out.argmax(1) == y).float().mean().item())
-    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(out, y).item(), rel=1e-5)
-    assert "accuracy" not in evaluate(model, [(x, onehot)], nn.MSELoss())  # regression onto vectors
+    assert result["accuracy"] == pytest.approx(
+        (out.argmax(1) == y).float().mean().item()
+    )
+    assert result["loss"] == pytest.approx(
+        nn.functional.cross_entropy(out, y).item(), rel=1e-5
+    )
+    # regression onto vectors
+    assert "accuracy" not in evaluate(model, [(x, onehot)], nn.MSELoss())
 
 
 def test_metric_none_skips_accuracy() -> None:
@@ -207,7 +247,8 @@ def test_metric_none_skips_accuracy() -> None:
 # ----------------------------------------------------------------------------- evaluate
 
 
-@pytest.mark.parametrize("hold", [1 << 20, 40])  # 40: outputs counted in several flushes
+# 40: outputs counted in several flushes
+@pytest.mark.parametrize("hold", [1 << 20, 40])
 def test_evaluate_matches_manual_per_sample_average(hold: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(train.loop, "_HOLD", hold)
     x, y = blobs(n=70)
@@ -220,11 +261,18 @@ def test_evaluate_matches_manual_per_sample_average(hold: int, monkeypatch) -> N
     with torch.no_grad():
         out = model(x)
     assert result["n"] == 70
-    assert result["loss"] == pytest.approx(nn.functional.cross_entropy(out, y).item(), rel=1e-5)
-    assert result["accuracy"] == pytest.approx((out.argmax(1) == y).float().mean().item())
+    assert result["loss"] == pytest.approx(
+        nn.functional.cross_entropy(out, y).item(), rel=1e-5
+    )
+    assert result["accuracy"] == pytest.approx(
+        (out.argmax(1) == y).float().mean().item()
+    )
     # a per-batch average would weigh the 6-sample batch like the 32-sample ones
     per_batch = np.mean(
-        [nn.functional.cross_entropy(out[i : i + 32], y[i : i + 32]).item() for i in (0, 32, 64)]
+        [
+            nn.functional.cross_entropy(out[i : i + 32], y[i : i + 32]).item()
+            for i in (0, 32, 64)
+        ]
     )
     assert result["loss"] != pytest.approx(per_batch, rel=1e-6)
     assert set(evaluate(model, loader)) == {"accuracy", "n"}
@@ -236,17 +284,23 @@ def test_evaluate_matches_manual_per_sample_average(hold: int, monkeypatch) -> N
 
 def test_history_access_and_round_trip() -> None:
     h = History(
-        [{"epoch": 1.0, "loss": 0.5, "seconds": 0.1}, {"epoch": 2.0, "loss": 0.25, "seconds": 0.1}]
+        [
+            {"epoch": 1.0, "loss": 0.5, "seconds": 0.1},
+            {"epoch": 2.0, "loss": 0.25, "seconds": 0.1},
+        ]
     )
     assert h["loss"] == [0.5, 0.25] and len(h) == 2 and h.last["loss"] == 0.25
     with pytest.raises(
-        KeyError, match=r"'val_loss'.*available keys: \['epoch', 'loss', 'seconds'\]"
+        KeyError,
+        match=r"'val_loss'.*available keys: \['epoch', 'loss', 'seconds'\]",
     ):
         h["val_loss"]
     with pytest.raises(TypeError, match="str"):
         h[0]  # type: ignore[index]
     assert History.from_dict(h.to_dict()) == h
-    assert "loss" in str(h) and "0.25" in str(h) and "<td>0.25</td>" in h._repr_html_()
+    assert (
+        "loss" in str(h) and "0.25" in str(h) and "<td>0.25</td>" in h._repr_html_()
+    )
     with pytest.raises(IndexError, match="empty"):
         _ = History().last
     with pytest.raises(ValueError, match="data"):
@@ -290,7 +344,9 @@ def test_early_stopping_max_mode_and_missing_monitor() -> None:
     x, y = blobs(n=64)
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), 0.1)
-    stop = EarlyStopping(monitor="score", patience=0, mode="max", restore_best=False)
+    stop = EarlyStopping(
+        monitor="score", patience=0, mode="max", restore_best=False
+    )
     history = fit(
         model,
         nn.CrossEntropyLoss(),
@@ -331,7 +387,10 @@ class HugeLrAfterFirstEpoch(Callback):
     def on_epoch_end(self, state) -> None:  # type: ignore[no-untyped-def]
         self.after_epoch_1 = params(state.model)
         self.opt_state = {
-            k: v.clone() for k, v in state.optimizer.state[next(state.model.parameters())].items()
+            k: v.clone()
+            for k, v in state.optimizer.state[
+                next(state.model.parameters())
+            ].items()
         }
         for group in state.optimizer.param_groups:
             group["lr"] = 1e30
@@ -343,7 +402,9 @@ def test_non_finite_guard_restores_last_good_state() -> None:
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     spy = HugeLrAfterFirstEpoch()
-    loader = TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(0))
+    loader = TensorLoader(
+        x, y, batch_size=16, generator=torch.Generator().manual_seed(0)
+    )
     with pytest.raises(
         NonFiniteLossError, match=r"epoch 2, batch \d+.*lower the learning rate"
     ) as err:
@@ -385,8 +446,12 @@ def test_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     x, y = blobs(n=64)
     model = mlp()
     opt = torch.optim.Adam(model.parameters(), 1e-2)
-    history = fit(model, nn.CrossEntropyLoss(), opt, [(x, y)], epochs=2, progress=False)
-    loader = TensorLoader(x, y, batch_size=8, generator=torch.Generator().manual_seed(3))
+    history = fit(
+        model, nn.CrossEntropyLoss(), opt, [(x, y)], epochs=2, progress=False
+    )
+    loader = TensorLoader(
+        x, y, batch_size=8, generator=torch.Generator().manual_seed(3)
+    )
     random.seed(1)
     np.random.seed(1)
     path = save_checkpoint(
@@ -398,21 +463,39 @@ def test_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
         loader=loader,
         extra={"note": "hi"},
     )
-    expected = (torch.rand(3), np.random.rand(3), random.random(), [b[1] for b in loader])
+    expected = (
+        torch.rand(3),
+        np.random.rand(3),
+        random.random(),
+        [b[1] for b in loader],
+    )
 
     # the file is readable by a plain weights_only load: only tensors and primitive containers
     raw = torch.load(path, weights_only=True)
     assert raw["epoch"] == 2 and raw["extra"] == {"note": "hi"}
 
-    model2, torch_seed_junk = mlp(), torch.rand(5)  # disturb every RNG before loading
+    # disturb every RNG before loading
+    model2, torch_seed_junk = (
+        mlp(),
+        torch.rand(5),
+    )
     np.random.rand(7), random.random()
     opt2 = torch.optim.Adam(model2.parameters(), 1e-2)
-    loader2 = TensorLoader(x, y, batch_size=8, generator=torch.Generator().manual_seed(99))
+    loader2 = TensorLoader(
+        x, y, batch_size=8, generator=torch.Generator().manual_seed(99)
+    )
     ckpt = load_checkpoint(path, model2, opt2, loader=loader2)
     assert ckpt["epoch"] == 2 and History.from_dict(ckpt["history"]) == history
     assert same(params(model2), params(model))
-    assert opt2.state_dict()["state"][0]["exp_avg"].equal(opt.state_dict()["state"][0]["exp_avg"])
-    got = (torch.rand(3), np.random.rand(3), random.random(), [b[1] for b in loader2])
+    assert opt2.state_dict()["state"][0]["exp_avg"].equal(
+        opt.state_dict()["state"][0]["exp_avg"]
+    )
+    got = (
+        torch.rand(3),
+        np.random.rand(3),
+        random.random(),
+        [b[1] for b in loader2],
+    )
     assert (
         torch.equal(got[0], expected[0])
         and np.array_equal(got[1], expected[1])
@@ -429,7 +512,8 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch) -> None:  # type: ign
     real_save = torch.save
 
     def crash(obj, f, *args, **kwargs):  # type: ignore[no-untyped-def]
-        real_save(obj, f, *args, **kwargs)  # half the work done, then the machine "dies"
+        # half the work done, then the machine "dies"
+        real_save(obj, f, *args, **kwargs)
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crash)
@@ -452,7 +536,9 @@ def test_load_checkpoint_errors(tmp_path) -> None:  # type: ignore[no-untyped-de
     model = mlp()
     save_checkpoint(tmp_path / "m.pt", model, epoch=0)
     with pytest.raises(ValueError, match="optimizer"):
-        load_checkpoint(tmp_path / "m.pt", model, torch.optim.SGD(model.parameters(), 0.1))
+        load_checkpoint(
+            tmp_path / "m.pt", model, torch.optim.SGD(model.parameters(), 0.1)
+        )
     with pytest.raises(ValueError, match="epoch"):
         save_checkpoint(tmp_path / "m.pt", model, epoch=-1)
     with pytest.raises(TypeError, match="history"):
@@ -487,7 +573,9 @@ def _run(tmp_path, make_loader, epochs: int, resume: bool):  # type: ignore[no-u
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = nn.CrossEntropyLoss()
     if not resume:
-        return model, fit(model, loss_fn, opt, make_loader(x, y), epochs=epochs, progress=False)
+        return model, fit(
+            model, loss_fn, opt, make_loader(x, y), epochs=epochs, progress=False
+        )
     path = tmp_path / "ckpt.pt"
     fit(
         model,
@@ -498,25 +586,35 @@ def _run(tmp_path, make_loader, epochs: int, resume: bool):  # type: ignore[no-u
         callbacks=[ModelCheckpoint(path)],
         progress=False,
     )
-    torch.manual_seed(123)  # the resumed process starts with different RNG and fresh objects
+    # the resumed process starts with different RNG and fresh objects
+    torch.manual_seed(123)
     model = mlp(dropout=0.3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     return model, fit(
-        model, loss_fn, opt, make_loader(x, y), epochs=epochs, resume_from=path, progress=False
+        model,
+        loss_fn,
+        opt,
+        make_loader(x, y),
+        epochs=epochs,
+        resume_from=path,
+        progress=False,
     )
 
 
 @pytest.mark.parametrize(
     "make_loader",
     [
-        lambda x, y: TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7)),
+        lambda x, y: TensorLoader(
+            x, y, batch_size=16, generator=torch.Generator().manual_seed(7)
+        ),
         lambda x, y: DataLoader(
             TensorDataset(x, y),
             batch_size=16,
             shuffle=True,
             generator=torch.Generator().manual_seed(7),
         ),
-        lambda x, y: TensorLoader(x, y, batch_size=16),  # shuffles with the global RNG
+        # shuffles with the global RNG
+        lambda x, y: TensorLoader(x, y, batch_size=16),
     ],
     ids=["TensorLoader", "DataLoader", "global-rng"],
 )
@@ -530,7 +628,9 @@ def test_resume_is_bit_identical(tmp_path, make_loader) -> None:  # type: ignore
 def test_resume_without_loader_state_diverges(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # the check above can fail: dropping the shuffle state changes the batches of epochs 3 and 4
     def make(x: torch.Tensor, y: torch.Tensor) -> TensorLoader:
-        return TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7))
+        return TensorLoader(
+            x, y, batch_size=16, generator=torch.Generator().manual_seed(7)
+        )
 
     straight, _ = _run(tmp_path, make, epochs=4, resume=False)
     torch.manual_seed(0)
@@ -608,14 +708,22 @@ def _fit_kwargs() -> dict:
         ({"epochs": 0}, ValueError, "epochs"),
         ({"epochs": 2.0}, TypeError, "epochs"),
         ({"train_data": []}, ValueError, "train_data"),
-        ({"train_data": iter([(torch.zeros(1, 4), torch.zeros(1))])}, TypeError, "train_data"),
+        (
+            {"train_data": iter([(torch.zeros(1, 4), torch.zeros(1))])},
+            TypeError,
+            "train_data",
+        ),
         ({"train_data": [torch.zeros(2, 4)]}, TypeError, "train_data"),
         ({"val": 5}, TypeError, "val"),
         ({"callbacks": [print]}, TypeError, "callbacks"),
         ({"metric": "f1"}, ValueError, "metric"),
         ({"log_every": 0}, ValueError, "log_every"),
         ({"device": "tpu"}, ValueError, "device"),
-        ({"resume_from": "/nonexistent/ckpt.pt"}, FileNotFoundError, "/nonexistent/ckpt.pt"),
+        (
+            {"resume_from": "/nonexistent/ckpt.pt"},
+            FileNotFoundError,
+            "/nonexistent/ckpt.pt",
+        ),
     ],
 )
 def test_fit_validates_arguments(override: dict, error: type, name: str) -> None:
@@ -667,7 +775,15 @@ def test_lr_scheduler_step_follows_torchs_schedule(make) -> None:  # type: ignor
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     record = _RecordLR()
     cbs = [record, LRSchedulerStep(make(opt))]
-    fit(model, nn.CrossEntropyLoss(), opt, [(x, y)], epochs=5, callbacks=cbs, progress=False)
+    fit(
+        model,
+        nn.CrossEntropyLoss(),
+        opt,
+        [(x, y)],
+        epochs=5,
+        callbacks=cbs,
+        progress=False,
+    )
     # the same scheduler on its own, stepped by hand once per epoch
     hand_opt = torch.optim.SGD(mlp().parameters(), lr=0.1)
     hand, expected = make(hand_opt), []
@@ -676,7 +792,8 @@ def test_lr_scheduler_step_follows_torchs_schedule(make) -> None:  # type: ignor
         hand_opt.step()
         hand.step()
     assert record.lrs == expected and len(set(expected)) > 1
-    assert opt.param_groups[0]["lr"] == hand_opt.param_groups[0]["lr"]  # and after the last step
+    # and after the last step
+    assert opt.param_groups[0]["lr"] == hand_opt.param_groups[0]["lr"]
 
 
 def test_lr_scheduler_step_plateau_steps_on_the_monitored_value() -> None:
@@ -699,12 +816,16 @@ def test_lr_scheduler_step_plateau_steps_on_the_monitored_value() -> None:
         progress=False,
     )
     hand_opt = torch.optim.SGD(mlp().parameters(), lr=0.5)
-    hand, expected = _sched.ReduceLROnPlateau(hand_opt, mode="max", factor=0.5, patience=1), []
+    hand, expected = (
+        _sched.ReduceLROnPlateau(hand_opt, mode="max", factor=0.5, patience=1),
+        [],
+    )
     for value in h["val_loss"]:
         expected.append(hand_opt.param_groups[0]["lr"])
         hand.step(value)
     assert record.lrs == expected and min(expected) < 0.5  # it did reduce
-    with pytest.raises(ValueError, match="val_loss"):  # no val= given: nothing to monitor
+    # no val= given: nothing to monitor
+    with pytest.raises(ValueError, match="val_loss"):
         plateau = _sched.ReduceLROnPlateau(opt)
         fit(
             model,
@@ -729,13 +850,20 @@ def test_lr_scheduler_step_validates() -> None:
         LRSchedulerStep(_sched.StepLR(opt, 1), monitor="val_loss")
     with pytest.raises(TypeError, match="monitor"):
         LRSchedulerStep(_sched.ReduceLROnPlateau(opt), monitor=1)  # type: ignore[arg-type]
-    other = torch.optim.SGD(
-        mlp().parameters(), lr=0.1
-    )  # fit trains `opt`, the scheduler drives this
+    # fit trains `opt`, the scheduler drives this
+    other = torch.optim.SGD(mlp().parameters(), lr=0.1)
     x, y = blobs(n=12)
     with pytest.raises(ValueError, match="scheduler"):
         cbs = [LRSchedulerStep(_sched.StepLR(other, 1))]
-        fit(mlp(), nn.CrossEntropyLoss(), opt, [(x, y)], epochs=1, callbacks=cbs, progress=False)
+        fit(
+            mlp(),
+            nn.CrossEntropyLoss(),
+            opt,
+            [(x, y)],
+            epochs=1,
+            callbacks=cbs,
+            progress=False,
+        )
     with pytest.raises(TypeError, match="extra"):
         ModelCheckpoint("c.pt", extra={"scheduler": 3})
 
@@ -750,22 +878,40 @@ def _run_scheduled(tmp_path, resume: bool, restore: bool = True):  # type: ignor
 
     torch.manual_seed(0)
     x, y = blobs(n=90, seed=1)
-    loader = TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7))
+    loader = TensorLoader(
+        x, y, batch_size=16, generator=torch.Generator().manual_seed(7)
+    )
     model, opt, cosine = build()
     loss_fn, path = nn.CrossEntropyLoss(), tmp_path / "ckpt.pt"
     if not resume:
         cbs = [LRSchedulerStep(cosine)]
-        return model, fit(model, loss_fn, opt, loader, epochs=4, callbacks=cbs, progress=False)
-    cbs = [LRSchedulerStep(cosine), ModelCheckpoint(path, extra={"scheduler": cosine})]
+        return model, fit(
+            model, loss_fn, opt, loader, epochs=4, callbacks=cbs, progress=False
+        )
+    cbs = [
+        LRSchedulerStep(cosine),
+        ModelCheckpoint(path, extra={"scheduler": cosine}),
+    ]
     fit(model, loss_fn, opt, loader, epochs=2, callbacks=cbs, progress=False)
     torch.manual_seed(123)
     model, opt, cosine = build()
     if restore:
-        cosine.load_state_dict(load_checkpoint(path, restore_rng=False)["extra"]["scheduler"])
-    loader = TensorLoader(x, y, batch_size=16, generator=torch.Generator().manual_seed(7))
+        cosine.load_state_dict(
+            load_checkpoint(path, restore_rng=False)["extra"]["scheduler"]
+        )
+    loader = TensorLoader(
+        x, y, batch_size=16, generator=torch.Generator().manual_seed(7)
+    )
     cbs = [LRSchedulerStep(cosine)]
     history = fit(
-        model, loss_fn, opt, loader, epochs=4, callbacks=cbs, resume_from=path, progress=False
+        model,
+        loss_fn,
+        opt,
+        loader,
+        epochs=4,
+        callbacks=cbs,
+        resume_from=path,
+        progress=False,
     )
     return model, history
 

@@ -15,19 +15,38 @@ the part wrapped in :meth:`Row.timed`::
 
     ledger = Ledger("mlp")
     with ledger.row("784-500-10 · Adam") as row:
-        with row.timed():                           # train_s and peak_mem_bytes of training only
+        with row.timed():  # train_s and peak_mem_bytes of training only
             history = fit(model, loss_fn, opt, train, epochs=3)
-        row.invest(params=count_params(model), flops_per_sample=flops_per_sample(model, x[:1]))
+        row.invest(
+            params=count_params(model),
+            flops_per_sample=flops_per_sample(model, x[:1]),
+        )
         row.returns(test_acc=evaluate(model, test)["accuracy"])
     ledger                                          # a table in the notebook
     ledger.plot(x="train_s", y="test_acc")          # cost vs return
 """
 
-from dlcore.measure.costs import count_flops, count_params, flops_per_sample, model_bytes
+from dlcore.measure.costs import (
+    count_flops,
+    count_params,
+    flops_per_sample,
+    model_bytes,
+)
 from dlcore.measure.ledger import INVESTMENT_KEYS, RETURN_KEYS, Ledger, Row
 from dlcore.measure.memory import MemoryUsage, peak_memory, track_memory
-from dlcore.measure.timing import Comparison, Timing, compare_times, matmul_peak_flops, time_it
-from dlcore.measure.units import format_bytes, format_count, format_seconds, format_value
+from dlcore.measure.timing import (
+    Comparison,
+    Timing,
+    compare_times,
+    matmul_peak_flops,
+    time_it,
+)
+from dlcore.measure.units import (
+    format_bytes,
+    format_count,
+    format_seconds,
+    format_value,
+)
 
 __all__ = [
     "INVESTMENT_KEYS",

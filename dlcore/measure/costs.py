@@ -37,7 +37,10 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 def count_flops(
-    fn_or_model: Callable[..., Any], *inputs: Any, backward: bool = False, **kwargs: Any
+    fn_or_model: Callable[..., Any],
+    *inputs: Any,
+    backward: bool = False,
+    **kwargs: Any,
 ) -> int:
     """FLOPs of one call ``fn_or_model(*inputs, **kwargs)``, counted by ``FlopCounterMode``.
 
@@ -56,18 +59,26 @@ def count_flops(
     Per-sample cost: divide by the batch size, or call :func:`flops_per_sample`.
     """
     if not callable(fn_or_model):
-        raise TypeError(f"fn_or_model must be callable, got {type(fn_or_model).__name__}")
+        raise TypeError(
+            f"fn_or_model must be callable, got {type(fn_or_model).__name__}"
+        )
     if not isinstance(backward, bool):
         raise TypeError(f"backward must be a bool, got {backward!r}")
     with FlopCounterMode(display=False) as counter:
         out = fn_or_model(*inputs, **kwargs)
         if backward:
             if not isinstance(out, torch.Tensor):
-                raise TypeError(f"backward=True needs a tensor output, got {type(out).__name__}")
+                raise TypeError(
+                    f"backward=True needs a tensor output, got {type(out).__name__}"
+                )
             if not out.requires_grad:
-                raise ValueError("backward=True but the output does not require grad")
+                raise ValueError(
+                    "backward=True but the output does not require grad"
+                )
             # autograd.grad would avoid touching .grad, but FlopCounterMode's hooks reject it.
-            leaves = [x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad]
+            leaves = [
+                x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad
+            ]
             if isinstance(fn_or_model, nn.Module):
                 leaves += list(fn_or_model.parameters())
             saved = [(t, t.grad) for t in leaves]
@@ -83,7 +94,9 @@ def flops_per_sample(model: Callable[..., Any], x: torch.Tensor) -> float:
         raise TypeError(f"model must be callable, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x must be a tensor with a non-empty batch dimension, got {shape}")
+        raise ValueError(
+            f"x must be a tensor with a non-empty batch dimension, got {shape}"
+        )
     return count_flops(model, x) / x.shape[0]
 
 

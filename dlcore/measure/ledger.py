@@ -62,7 +62,9 @@ def _check_name(name: Any, what: str = "name") -> str:
 
 def _check_path(path: Any) -> None:
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} ({path!r})")
+        raise TypeError(
+            f"path must be a str or os.PathLike, got {type(path).__name__} ({path!r})"
+        )
 
 
 @dataclass
@@ -80,12 +82,18 @@ class Row:
     result: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     # whose clock and memory timed() measures; Ledger.row passes the ledger's device
-    _device: torch.device | str | None = field(default=None, init=False, repr=False, compare=False)
+    _device: torch.device | str | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         _check_name(self.name)
         investment, result, tags = self.investment, self.result, self.tags
-        for what, d in (("investment", investment), ("result", result), ("tags", tags)):
+        for what, d in (
+            ("investment", investment),
+            ("result", result),
+            ("tags", tags),
+        ):
             if not isinstance(d, dict):
                 raise TypeError(f"{what} must be a dict, got {type(d).__name__}")
         self.investment, self.result = {}, {}
@@ -93,22 +101,32 @@ class Row:
         for key, value in tags.items():
             _check_name(key, "tag name")
             if not isinstance(value, (str, numbers.Real)):
-                raise ValueError(f"tag {key!r} must be a str or number, got {value!r}")
+                raise ValueError(
+                    f"tag {key!r} must be a str or number, got {value!r}"
+                )
             self.tags[key] = str(value)
         self.invest(**investment)
         self.returns(**result)
 
-    def _check_keys(self, target: dict[str, float], other: dict[str, float], keys: Any) -> None:
+    def _check_keys(
+        self, target: dict[str, float], other: dict[str, float], keys: Any
+    ) -> None:
         # A key lives in one place only, so flat records and plots are never ambiguous.
         wrong = RETURN_KEYS if target is self.investment else INVESTMENT_KEYS
         for key in keys:
             if key in wrong or key in other:
                 kind = "an investment" if wrong is INVESTMENT_KEYS else "a return"
-                raise ValueError(f"{key!r} is {kind} of row {self.name!r}, not both")
+                raise ValueError(
+                    f"{key!r} is {kind} of row {self.name!r}, not both"
+                )
             if key in self.tags or key == "name":
-                raise ValueError(f"{key!r} clashes with a tag or the name of row {self.name!r}")
+                raise ValueError(
+                    f"{key!r} clashes with a tag or the name of row {self.name!r}"
+                )
 
-    def _set(self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]) -> None:
+    def _set(
+        self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]
+    ) -> None:
         self._check_keys(target, other, kw)
         for key, value in kw.items():
             target[key] = _as_real(value, key)
@@ -145,8 +163,12 @@ class Row:
         if memory_key is not None:
             _check_name(memory_key, "memory_key")
             if memory_key == key:
-                raise ValueError(f"memory_key must differ from key, both are {key!r}")
-        self._check_keys(self.investment, self.result, [k for k in (key, memory_key) if k])
+                raise ValueError(
+                    f"memory_key must differ from key, both are {key!r}"
+                )
+        self._check_keys(
+            self.investment, self.result, [k for k in (key, memory_key) if k]
+        )
         device = get_device(self._device)
         memory = track_memory(device) if memory_key is not None else nullcontext()
         with memory as usage:
@@ -156,8 +178,14 @@ class Row:
             _synchronize(device)  # the block's kernels may still be running
             seconds = perf_counter() - start
         measured = {key: self.investment.get(key, 0.0) + seconds}
-        if memory_key is not None and usage is not None and usage.peak_bytes is not None:
-            measured[memory_key] = max(self.investment.get(memory_key, 0.0), usage.peak_bytes)
+        if (
+            memory_key is not None
+            and usage is not None
+            and usage.peak_bytes is not None
+        ):
+            measured[memory_key] = max(
+                self.investment.get(memory_key, 0.0), usage.peak_bytes
+            )
         self.invest(**measured)
 
     def get(self, key: str) -> float | None:
@@ -169,7 +197,9 @@ def _columns(rows: list[Row], attr: str, known: dict[str, str]) -> list[str]:
     present: dict[str, None] = {}
     for row in rows:
         present.update(dict.fromkeys(getattr(row, attr)))
-    return [k for k in known if k in present] + [k for k in present if k not in known]
+    return [k for k in known if k in present] + [
+        k for k in present if k not in known
+    ]
 
 
 class Ledger:
@@ -190,7 +220,9 @@ class Ledger:
         ledger.plot(x="train_s", y="test_acc")
     """
 
-    def __init__(self, name: str, *, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, name: str, *, device: torch.device | str | None = None
+    ) -> None:
         self.name = _check_name(name)
         as_device(device)
         self.device = device
@@ -199,7 +231,9 @@ class Ledger:
     # ---- adding rows
     def _check_new(self, name: str) -> None:
         if any(r.name == name for r in self.rows):
-            raise ValueError(f"ledger {self.name!r} already has a row named {name!r}")
+            raise ValueError(
+                f"ledger {self.name!r} already has a row named {name!r}"
+            )
 
     def _append(self, row: Row) -> Row:
         self._check_new(row.name)
@@ -231,8 +265,12 @@ class Ledger:
         """Add a row measured elsewhere: ``ledger.add("int8", invest={...}, returns={...})``."""
         for what, d in (("invest", invest), ("returns", returns)):
             if d is not None and not isinstance(d, dict):
-                raise TypeError(f"{what} must be a dict or None, got {type(d).__name__}")
-        return self._append(Row(name, dict(invest or {}), dict(returns or {}), tags))
+                raise TypeError(
+                    f"{what} must be a dict or None, got {type(d).__name__}"
+                )
+        return self._append(
+            Row(name, dict(invest or {}), dict(returns or {}), tags)
+        )
 
     # ---- container protocol
     def __len__(self) -> int:
@@ -246,7 +284,9 @@ class Ledger:
             for row in self.rows:
                 if row.name == key:
                     return row
-            raise KeyError(f"no row named {key!r} in ledger {self.name!r}; rows: {self.names}")
+            raise KeyError(
+                f"no row named {key!r} in ledger {self.name!r}; rows: {self.names}"
+            )
         if isinstance(key, int) and not isinstance(key, bool):
             return self.rows[key]
         raise TypeError(f"key must be a row name (str) or index (int), got {key!r}")
@@ -269,15 +309,22 @@ class Ledger:
     # ---- views
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per row: ``name``, tags, investment, result (raw numbers)."""
-        return [{"name": r.name, **r.tags, **r.investment, **r.result} for r in self.rows]
+        return [
+            {"name": r.name, **r.tags, **r.investment, **r.result}
+            for r in self.rows
+        ]
 
     def to_frame(self) -> Any:
         """The records as a ``pandas.DataFrame`` (needs pandas)."""
         try:
             import pandas as pd
         except ImportError as err:
-            raise ImportError("Ledger.to_frame needs pandas: pip install pandas") from err
-        return pd.DataFrame.from_records(self.to_records(), columns=self._cells()[0])
+            raise ImportError(
+                "Ledger.to_frame needs pandas: pip install pandas"
+            ) from err
+        return pd.DataFrame.from_records(
+            self.to_records(), columns=self._cells()[0]
+        )
 
     def _cells(self) -> tuple[list[str], list[int], list[list[str]]]:
         """Header, group widths (name+tags, investment, result) and humanised cells."""
@@ -288,10 +335,20 @@ class Ledger:
         body = []
         for r in self.rows:
             cells = [r.name] + [r.tags.get(k, "") for k in tags]
-            cells += [format_value(k, r.investment[k]) if k in r.investment else "" for k in invest]
-            cells += [format_value(k, r.result[k]) if k in r.result else "" for k in result]
+            cells += [
+                format_value(k, r.investment[k]) if k in r.investment else ""
+                for k in invest
+            ]
+            cells += [
+                format_value(k, r.result[k]) if k in r.result else ""
+                for k in result
+            ]
             body.append(cells)
-        return ["name", *tags, *invest, *result], [1 + len(tags), len(invest), len(result)], body
+        return (
+            ["name", *tags, *invest, *result],
+            [1 + len(tags), len(invest), len(result)],
+            body,
+        )
 
     def to_markdown(self) -> str:
         """A GitHub-flavoured Markdown table, humanised (no pandas needed)."""
@@ -303,7 +360,9 @@ class Ledger:
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
         align = ["---"] * n_id + ["---:"] * (len(header) - n_id)
-        return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, body)])
+        return "\n".join(
+            [line(header), "|" + "|".join(align) + "|", *map(line, body)]
+        )
 
     def _repr_html_(self) -> str:
         if not self.rows:
@@ -322,16 +381,25 @@ class Ledger:
 
         head = "".join(cell("th", h, i) for i, h in enumerate(header))
         rows = "".join(
-            "<tr>" + "".join(cell("td", c, i) for i, c in enumerate(r)) + "</tr>" for r in body
+            "<tr>" + "".join(cell("td", c, i) for i, c in enumerate(r)) + "</tr>"
+            for r in body
         )
         caption = f"<caption>ledger: {html.escape(self.name)}</caption>"
         return f"<table>{caption}<thead><tr>{groups}</tr><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
     def plot(
-        self, x: str = "train_s", y: str = "test_acc", *, ax: Any = None, logx: bool | None = None
+        self,
+        x: str = "train_s",
+        y: str = "test_acc",
+        *,
+        ax: Any = None,
+        logx: bool | None = None,
     ) -> Any:
         """Cost ``x`` against return ``y``, one labelled point per row (see ``dlcore.plot``)."""
-        from dlcore.plot import plot_ledger  # plot sits above measure in the import order
+        # plot sits above measure in the import order
+        from dlcore.plot import (
+            plot_ledger,
+        )
 
         return plot_ledger(self, x, y, ax=ax, logx=logx)
 
@@ -346,11 +414,18 @@ class Ledger:
             "version": 1,
             "name": self.name,
             "rows": [
-                {"name": r.name, "investment": r.investment, "result": r.result, "tags": r.tags}
+                {
+                    "name": r.name,
+                    "investment": r.investment,
+                    "result": r.result,
+                    "tags": r.tags,
+                }
                 for r in self.rows
             ],
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=1, ensure_ascii=False, allow_nan=False)
@@ -374,15 +449,24 @@ class Ledger:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"path={str(path)!r} is not JSON: {err}") from err
         if not isinstance(data, dict) or data.get("format") != "dlcore.Ledger":
-            raise ValueError(f"path={str(path)!r} is not a ledger written by Ledger.save")
+            raise ValueError(
+                f"path={str(path)!r} is not a ledger written by Ledger.save"
+            )
         try:
             ledger = cls(data["name"])
             for r in data["rows"]:
                 ledger._append(
-                    Row(r["name"], dict(r["investment"]), dict(r["result"]), dict(r["tags"]))
+                    Row(
+                        r["name"],
+                        dict(r["investment"]),
+                        dict(r["result"]),
+                        dict(r["tags"]),
+                    )
                 )
         except (KeyError, TypeError) as err:
-            raise ValueError(f"path={str(path)!r} is a malformed ledger file: {err!r}") from err
+            raise ValueError(
+                f"path={str(path)!r} is a malformed ledger file: {err!r}"
+            ) from err
         return ledger
 
     @classmethod
@@ -393,16 +477,24 @@ class Ledger:
         tag is kept). Names that occur in more than one source become ``"<chapter>/<name>"``.
         """
         if isinstance(ledgers, Ledger) or not isinstance(ledgers, Iterable):
-            raise TypeError(f"ledgers must be an iterable of Ledger, got {type(ledgers).__name__}")
+            raise TypeError(
+                f"ledgers must be an iterable of Ledger, got {type(ledgers).__name__}"
+            )
         sources = list(ledgers)
         for i, led in enumerate(sources):
             if not isinstance(led, Ledger):
-                raise TypeError(f"ledgers[{i}] must be a Ledger, got {type(led).__name__}")
+                raise TypeError(
+                    f"ledgers[{i}] must be a Ledger, got {type(led).__name__}"
+                )
         all_names = [r.name for led in sources for r in led]
         out = cls(name)
         for led in sources:
             for r in led:
                 tags = {"chapter": led.name, **r.tags}
-                row_name = r.name if all_names.count(r.name) == 1 else f"{tags['chapter']}/{r.name}"
+                row_name = (
+                    r.name
+                    if all_names.count(r.name) == 1
+                    else f"{tags['chapter']}/{r.name}"
+                )
                 out._append(Row(row_name, dict(r.investment), dict(r.result), tags))
         return out

@@ -32,7 +32,9 @@ __all__ = ["MemoryUsage", "track_memory", "peak_memory"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
-_RESET_PEAK_RSS = "5"  # clear_refs: "reset the peak resident set size" (Linux >= 4.0)
+_RESET_PEAK_RSS = (
+    "5"  # clear_refs: "reset the peak resident set size" (Linux >= 4.0)
+)
 
 
 @dataclass
@@ -82,10 +84,18 @@ class _Counter:
     def __init__(self, dev: torch.device) -> None:
         self.dev = dev
         if dev.type == "cuda":
-            index = dev.index if dev.index is not None else torch.cuda.current_device()
-            self.key, self.method = f"cuda:{index}", "torch.cuda.max_memory_allocated"
+            index = (
+                dev.index if dev.index is not None else torch.cuda.current_device()
+            )
+            self.key, self.method = (
+                f"cuda:{index}",
+                "torch.cuda.max_memory_allocated",
+            )
         else:
-            self.key, self.method = "cpu", "kernel VmHWM (/proc/self/clear_refs, /proc/self/status)"
+            self.key, self.method = (
+                "cpu",
+                "kernel VmHWM (/proc/self/clear_refs, /proc/self/status)",
+            )
 
     def current(self) -> int:
         if self.dev.type == "cuda":
@@ -138,10 +148,12 @@ def track_memory(device: torch.device | str | None = None) -> Iterator[MemoryUsa
             stack = _stacks.setdefault(counter.key, [])
             try:
                 before = counter.peak()
-            except OSError:  # a /proc/self/status without VmHWM: resetting could not help
+            # a /proc/self/status without VmHWM: resetting could not help
+            except OSError:
                 before = None
             if before is not None and counter.reset():
-                for outer in stack:  # what the counter saw until now belongs to every open block
+                # what the counter saw until now belongs to every open block
+                for outer in stack:
                     outer.peak = max(outer.peak, before)
                 frame = _Frame(base=counter.current(), peak=0)
                 stack.append(frame)
@@ -161,7 +173,10 @@ def track_memory(device: torch.device | str | None = None) -> Iterator[MemoryUsa
 
 
 def peak_memory(
-    fn: Callable[..., Any], *args: Any, device: torch.device | str | None = None, **kwargs: Any
+    fn: Callable[..., Any],
+    *args: Any,
+    device: torch.device | str | None = None,
+    **kwargs: Any,
 ) -> tuple[Any, int | None]:
     """``(fn(*args, **kwargs), peak bytes)`` — the call run inside :func:`track_memory`.
 

@@ -51,7 +51,9 @@ def _check_positive_seconds(value: Any, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number of seconds, got {value!r}")
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number of seconds, got {value!r}")
+        raise ValueError(
+            f"{name} must be a positive finite number of seconds, got {value!r}"
+        )
 
 
 def _torch_benchmark() -> Any:
@@ -104,7 +106,11 @@ def time_it(
         label=label or "time_it",
         num_threads=torch.get_num_threads(),
     )
-    current = torch.cuda.device(dev) if dev is not None and dev.type == "cuda" else nullcontext()
+    current = (
+        torch.cuda.device(dev)
+        if dev is not None and dev.type == "cuda"
+        else nullcontext()
+    )
     with current:
         m = timer.blocked_autorange(min_run_time=float(min_run_time))
     return Timing(
@@ -162,9 +168,7 @@ class Comparison:
         for name in self.names:
             rs = self.ratios(name, first)
             ratio = f"{self.ratio(name, first):.3g}x ({min(rs):.3g}–{max(rs):.3g})"
-            spread = (
-                f"{format_seconds(min(self.times[name]))} – {format_seconds(max(self.times[name]))}"
-            )
+            spread = f"{format_seconds(min(self.times[name]))} – {format_seconds(max(self.times[name]))}"
             rows.append(
                 [
                     name,
@@ -179,7 +183,10 @@ class Comparison:
         caption, rows = self._table()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [
-            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths))
+            )
             for r in rows
         ]
         return "\n".join([caption, *lines])
@@ -233,9 +240,13 @@ def compare_times(
         )
     for name, fn in contenders.items():
         if not isinstance(name, str) or not name:
-            raise TypeError(f"contenders' names must be non-empty str, got {name!r}")
+            raise TypeError(
+                f"contenders' names must be non-empty str, got {name!r}"
+            )
         if not callable(fn):
-            raise TypeError(f"contenders[{name!r}] must be callable, got {type(fn).__name__}")
+            raise TypeError(
+                f"contenders[{name!r}] must be callable, got {type(fn).__name__}"
+            )
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral):
         raise TypeError(f"rounds must be an int, got {rounds!r}")
     if rounds < 1:
@@ -247,7 +258,9 @@ def compare_times(
     for r in range(int(rounds)):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            timing = time_it(contenders[name], min_run_time=min_run_time, device=device)
+            timing = time_it(
+                contenders[name], min_run_time=min_run_time, device=device
+            )
             times[name].append(timing.median)
     return Comparison(
         times={name: tuple(ts) for name, ts in times.items()},
@@ -278,9 +291,12 @@ def matmul_peak_flops(
         raise TypeError(f"sizes must be a sequence of positive ints, got {sizes!r}")
     sizes = tuple(sizes)
     if not sizes or any(
-        isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in sizes
+        isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1
+        for n in sizes
     ):
-        raise ValueError(f"sizes must be a non-empty sequence of positive ints, got {sizes!r}")
+        raise ValueError(
+            f"sizes must be a non-empty sequence of positive ints, got {sizes!r}"
+        )
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     _check_positive_seconds(min_run_time, "min_run_time")
@@ -291,7 +307,9 @@ def matmul_peak_flops(
         a = torch.randn(n, n, generator=g).to(dev, dtype)
         b = torch.randn(n, n, generator=g).to(dev, dtype)
         out = torch.empty(n, n, device=dev, dtype=dtype)
-        seconds = time_it(torch.mm, a, b, out=out, min_run_time=min_run_time, device=dev).median
+        seconds = time_it(
+            torch.mm, a, b, out=out, min_run_time=min_run_time, device=dev
+        ).median
         best = max(best, 2 * n**3 / seconds)
         del a, b, out
     return best

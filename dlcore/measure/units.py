@@ -15,7 +15,9 @@ def _as_real(value: Any, what: str) -> float:
     """``value`` as a finite float; ints, floats, NumPy scalars and 0-d tensors are accepted."""
     if isinstance(value, torch.Tensor):
         if value.ndim != 0 or value.is_complex():
-            raise ValueError(f"{what} must be a real number or 0-d tensor, got {value!r}")
+            raise ValueError(
+                f"{what} must be a real number or 0-d tensor, got {value!r}"
+            )
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{what} must be a finite real number, got {value!r}")
@@ -31,7 +33,9 @@ def _sig(x: float, digits: int) -> str:
     return f"{x:.0f}" if "e" in text else text
 
 
-def _scaled(n: float, units: tuple[str, ...], suffix: str, base: float = 1000.0) -> str:
+def _scaled(
+    n: float, units: tuple[str, ...], suffix: str, base: float = 1000.0
+) -> str:
     sign = "-" if n < 0 else ""
     n, i = abs(n), 0
     # base - 0.05, not base: 999.96 k would otherwise print as "1000.0 k"

@@ -2,12 +2,12 @@
 
 One call trains a model and returns its per-epoch ledger::
 
-    from dlcore.train import fit, evaluate, EarlyStopping, LRSchedulerStep, ModelCheckpoint
+    from dlcore.train import EarlyStopping, LRSchedulerStep, ModelCheckpoint, evaluate, fit
     history = fit(model, nn.CrossEntropyLoss(), opt, train, epochs=10, val=test,
                   callbacks=[EarlyStopping(patience=2), ModelCheckpoint("ckpt.pt")])
     history["val_accuracy"]           # one float per epoch
     evaluate(model, test)["accuracy"]
-    fit(model, loss_fn, opt, train, epochs=20, resume_from="ckpt.pt")   # continue, bit-identically
+    fit(model, loss_fn, opt, train, epochs=20, resume_from="ckpt.pt")  # bit-identical
 
 The batch loop is the textbook one (zero_grad, forward, loss, backward, step) plus nothing that waits
 for the device: per-batch losses and correct counts stay on the device and are summed once per epoch,

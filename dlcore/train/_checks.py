@@ -7,7 +7,9 @@ __all__ = ["_check_int", "_check_type"]
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+        raise TypeError(
+            f"{name} must be an int, got {type(value).__name__} ({value!r})"
+        )
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
     return value
@@ -18,5 +20,7 @@ def _check_type(
 ) -> None:
     if not (isinstance(value, kind) or (optional and value is None)):
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        want = " or ".join(k.__name__ for k in kinds) + (" or None" if optional else "")
+        want = " or ".join(k.__name__ for k in kinds) + (
+            " or None" if optional else ""
+        )
         raise TypeError(f"{name} must be {want}, got {type(value).__name__}")

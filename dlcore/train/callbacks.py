@@ -57,7 +57,9 @@ class Callback:
 class NonFiniteLossError(FloatingPointError):
     """Training loss became NaN or inf; ``epoch``, ``batch`` (0-based) and ``loss`` say where."""
 
-    def __init__(self, message: str, *, epoch: int, batch: int, loss: float) -> None:
+    def __init__(
+        self, message: str, *, epoch: int, batch: int, loss: float
+    ) -> None:
         super().__init__(message)
         self.epoch, self.batch, self.loss = epoch, batch, loss
 
@@ -108,11 +110,13 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         if self.monitor not in state.logs:
             raise KeyError(
-                f"EarlyStopping monitor={self.monitor!r} is not logged; available: {list(state.logs)}"
+                f"EarlyStopping monitor={self.monitor!r} is not logged; available: "
+                f"{list(state.logs)}"
                 " (val_* keys need fit(..., val=...))"
             )
         value = state.logs[self.monitor]
-        sign = 1.0 if self.mode == "min" else -1.0  # "max" is "min" of the negated value
+        # "max" is "min" of the negated value
+        sign = 1.0 if self.mode == "min" else -1.0
         if sign * value < sign * self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
             if self.restore_best:
@@ -143,9 +147,12 @@ class ModelCheckpoint(Callback):
         _check_type("path", path, (str, os.PathLike))
         _check_type("extra", extra, Mapping, optional=True)
         for name, obj in (extra or {}).items():
-            if not (isinstance(name, str) and callable(getattr(obj, "state_dict", None))):
+            if not (
+                isinstance(name, str) and callable(getattr(obj, "state_dict", None))
+            ):
                 raise TypeError(
-                    f"extra must map names to objects with a state_dict(), got {name!r}: "
+                    "extra must map names to objects with a state_dict(), got "
+                    f"{name!r}: "
                     f"{type(obj).__name__}"
                 )
         self.path, self.every = os.fspath(path), _check_int("every", every, 1)
@@ -154,7 +161,11 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch % self.every == 0:
-            path = self.path.format(epoch=state.epoch) if "{epoch" in self.path else self.path
+            path = (
+                self.path.format(epoch=state.epoch)
+                if "{epoch" in self.path
+                else self.path
+            )
             s = state
             saved = save_checkpoint(
                 path,
@@ -192,31 +203,40 @@ class LRSchedulerStep(Callback):
     """
 
     def __init__(
-        self, scheduler: torch.optim.lr_scheduler.LRScheduler, monitor: str | None = None
+        self,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        monitor: str | None = None,
     ) -> None:
         _check_type("scheduler", scheduler, torch.optim.lr_scheduler.LRScheduler)
         _check_type("monitor", monitor, str, optional=True)
         plateau = isinstance(scheduler, _Plateau)
         if plateau and not monitor:
             raise ValueError(
-                f"monitor must name a logged value (e.g. 'val_loss') for ReduceLROnPlateau, "
+                "monitor must name a logged value (e.g. 'val_loss') for "
+                "ReduceLROnPlateau, "
                 f"got {monitor!r}"
             )
         if not plateau and monitor is not None:
             raise ValueError(
-                f"monitor is only for ReduceLROnPlateau; {type(scheduler).__name__} steps "
+                "monitor is only for ReduceLROnPlateau; "
+                f"{type(scheduler).__name__} steps "
                 f"without one, got monitor={monitor!r}"
             )
         self.scheduler, self.monitor = scheduler, monitor
 
     def on_train_begin(self, state: TrainState) -> None:
         if self.scheduler.optimizer is not state.optimizer:
-            raise ValueError("scheduler drives a different optimizer than the one fit trains with")
+            raise ValueError(
+                "scheduler drives a different optimizer than the one fit trains "
+                "with"
+            )
         steps = self.scheduler.last_epoch  # 0 when built; +1 per step
         if state.epoch > 0 and steps != state.epoch:  # resuming
             raise ValueError(
-                f"scheduler has taken {steps} steps, but training resumes after epoch "
-                f"{state.epoch}: load its state from the checkpoint first (see LRSchedulerStep)"
+                f"scheduler has taken {steps} steps, but training resumes after "
+                "epoch "
+                f"{state.epoch}: load its state from the checkpoint first (see "
+                "LRSchedulerStep)"
             )
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -225,7 +245,8 @@ class LRSchedulerStep(Callback):
             return
         if self.monitor not in state.logs:
             raise ValueError(
-                f"monitor={self.monitor!r} is not logged; available: {list(state.logs)}"
+                f"monitor={self.monitor!r} is not logged; available: "
+                f"{list(state.logs)}"
                 " (val_* keys need fit(..., val=...))"
             )
         self.scheduler.step(state.logs[self.monitor])

@@ -27,7 +27,9 @@ def _rng_state() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         # an uninitialised CUDA has not drawn a number yet; asking would start it for nothing
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "cuda": torch.cuda.get_rng_state_all()
+        if torch.cuda.is_initialized()
+        else [],
         "numpy": {
             "name": str(name),
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -46,7 +48,9 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
             torch.cuda.set_rng_state(s.cpu(), i)
     n = rng["numpy"]
     keys = n["keys"].numpy().astype(np.uint32)
-    np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = rng["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
@@ -54,7 +58,8 @@ def _set_rng_state(rng: dict[str, Any]) -> None:
 def _loader_state(loader: Any) -> dict[str, Any] | None:
     if loader is None:
         return None
-    if hasattr(loader, "state_dict"):  # TensorLoader, torchdata's StatefulDataLoader
+    # TensorLoader, torchdata's StatefulDataLoader
+    if hasattr(loader, "state_dict"):
         return {"kind": "state_dict", "state": loader.state_dict()}
     generator = getattr(loader, "generator", None)  # torch DataLoader(generator=g)
     if isinstance(generator, torch.Generator):
@@ -96,7 +101,9 @@ def save_checkpoint(
         "loader": _loader_state(loader),
         "extra": extra or {},
     }
-    tmp = tempfile.NamedTemporaryFile(delete=False, dir=path.parent, prefix=f".{path.name}.")
+    tmp = tempfile.NamedTemporaryFile(
+        delete=False, dir=path.parent, prefix=f".{path.name}."
+    )
     try:
         with tmp:
             torch.save(payload, tmp)
@@ -132,13 +139,20 @@ def load_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint file at {str(path)!r}")
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"path {str(path)!r} is not a dlcore checkpoint ({_CHECKPOINT_FORMAT})")
+    if (
+        not isinstance(checkpoint, dict)
+        or checkpoint.get("format") != _CHECKPOINT_FORMAT
+    ):
+        raise ValueError(
+            f"path {str(path)!r} is not a dlcore checkpoint ({_CHECKPOINT_FORMAT})"
+        )
     if model is not None:
         model.load_state_dict(checkpoint["model"])
     if optimizer is not None:
         if checkpoint["optimizer"] is None:
-            raise ValueError(f"optimizer given, but {str(path)!r} holds no optimizer state")
+            raise ValueError(
+                f"optimizer given, but {str(path)!r} holds no optimizer state"
+            )
         optimizer.load_state_dict(checkpoint["optimizer"])
     if restore_rng:
         _set_rng_state(checkpoint["rng"])
@@ -147,8 +161,12 @@ def load_checkpoint(
         generator = getattr(loader, "generator", None)
         if saved["kind"] == "state_dict" and hasattr(loader, "load_state_dict"):
             loader.load_state_dict(saved["state"])
-        elif saved["kind"] == "generator" and isinstance(generator, torch.Generator):
+        elif saved["kind"] == "generator" and isinstance(
+            generator, torch.Generator
+        ):
             generator.set_state(saved["state"].cpu())
         else:
-            raise ValueError(f"loader {type(loader).__name__} cannot take a {saved['kind']} state")
+            raise ValueError(
+                f"loader {type(loader).__name__} cannot take a {saved['kind']} state"
+            )
     return checkpoint

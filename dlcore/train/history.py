@@ -27,7 +27,9 @@ class History:
 
     def __getitem__(self, key: str) -> list[float]:
         if not isinstance(key, str):
-            raise TypeError(f"History keys are str, got {type(key).__name__} ({key!r})")
+            raise TypeError(
+                f"History keys are str, got {type(key).__name__} ({key!r})"
+            )
         values = [record[key] for record in self.records if key in record]
         if not values:
             raise KeyError(f"history has no {key!r}; available keys: {self.keys()}")
@@ -54,8 +56,12 @@ class History:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-            raise ValueError(f"data must be a dict with a 'records' list, got {data!r:.80}")
-        return cls([{k: float(v) for k, v in record.items()} for record in data["records"]])
+            raise ValueError(
+                f"data must be a dict with a 'records' list, got {data!r:.80}"
+            )
+        return cls(
+            [{k: float(v) for k, v in record.items()} for record in data["records"]]
+        )
 
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         cols = self.keys()
@@ -64,7 +70,9 @@ class History:
 
     def __str__(self) -> str:
         cols, rows = self._rows()
-        widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+        widths = [
+            max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)
+        ]
         lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in rows]
         return "\n".join(lines)
@@ -72,11 +80,17 @@ class History:
     def _repr_html_(self) -> str:
         cols, rows = self._rows()
         head = "".join(f"<th>{c}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _fmt(value: float | None) -> str:
     if value is None:
         return ""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e9 else f"{value:.4g}"
+    return (
+        str(int(value))
+        if float(value).is_integer() and abs(value) < 1e9
+        else f"{value:.4g}"
+    )

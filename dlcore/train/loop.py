@@ -20,7 +20,12 @@ from tqdm.auto import tqdm
 
 from dlcore.models import LogisticRegression
 from dlcore.train._checks import _check_int, _check_type
-from dlcore.train.callbacks import Callback, NonFiniteGuard, NonFiniteLossError, TrainState
+from dlcore.train.callbacks import (
+    Callback,
+    NonFiniteGuard,
+    NonFiniteLossError,
+    TrainState,
+)
 from dlcore.train.checkpoint import load_checkpoint
 from dlcore.train.history import History
 
@@ -38,7 +43,12 @@ def _loss_task(loss_fn: Any) -> str | None:
         ("multiclass", nn.CrossEntropyLoss, F.cross_entropy),
         ("multiclass", nn.NLLLoss, F.nll_loss),
         ("logit", nn.BCEWithLogitsLoss, F.binary_cross_entropy_with_logits),
-        ("logit", nn.BCEWithLogitsLoss, LogisticRegression.loss),  # the same loss, targets checked
+        # the same loss, targets checked
+        (
+            "logit",
+            nn.BCEWithLogitsLoss,
+            LogisticRegression.loss,
+        ),
         ("prob", nn.BCELoss, F.binary_cross_entropy),
     ):
         if isinstance(loss_fn, module) or loss_fn is function:
@@ -46,12 +56,15 @@ def _loss_task(loss_fn: Any) -> str | None:
     return None
 
 
-def _accuracy_kind(out: torch.Tensor, y: torch.Tensor, loss_fn: Any, metric: str) -> str | None:
+def _accuracy_kind(
+    out: torch.Tensor, y: torch.Tensor, loss_fn: Any, metric: str
+) -> str | None:
     """How to count correct predictions for this (output, target) pair; None for no accuracy."""
     if metric == "none":
         return None
     B, integer = out.shape[0], not (y.is_floating_point() or y.is_complex())
-    flat = out.numel() == B and y.numel() == B  # (B,) or (B, 1): one logit per sample
+    # (B,) or (B, 1): one logit per sample
+    flat = out.numel() == B and y.numel() == B
     classes = out.ndim == 2 and out.shape[1] > 1
     if classes and y.shape == (B,) and integer:
         return "argmax"
@@ -103,7 +116,13 @@ class _Sums:
     held: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     held_numel: int = 0
 
-    def add(self, size: int, loss: torch.Tensor | None, out: torch.Tensor, y: torch.Tensor) -> None:
+    def add(
+        self,
+        size: int,
+        loss: torch.Tensor | None,
+        out: torch.Tensor,
+        y: torch.Tensor,
+    ) -> None:
         self.sizes.append(size)
         if loss is not None:
             self.losses.append(loss.detach())
@@ -130,8 +149,11 @@ class _Sums:
         out: dict[str, float] = {}
         if self.losses:
             losses = self.stacked_losses()
-            weights = torch.tensor(self.sizes, device=losses.device) if per_mean else 1
-            out["loss"] = float((losses * weights).sum()) / self.n  # the one host sync of the pass
+            weights = (
+                torch.tensor(self.sizes, device=losses.device) if per_mean else 1
+            )
+            # the one host sync of the pass
+            out["loss"] = float((losses * weights).sum()) / self.n
         if self.kind is not None:
             self.count_held()
             out["accuracy"] = float(torch.stack(self.correct).sum()) / self.n
@@ -140,19 +162,27 @@ class _Sums:
 
 def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     # non_blocking only host -> GPU: a non-blocking copy to the CPU may be read before it lands
-    return t if t.device == device else t.to(device, non_blocking=device.type == "cuda")
+    return (
+        t
+        if t.device == device
+        else t.to(device, non_blocking=device.type == "cuda")
+    )
 
 
 def _check_batch(batch: Any, name: str) -> None:
     pair = isinstance(batch, Sequence) and len(batch) == 2
     if not (pair and all(isinstance(t, torch.Tensor) for t in batch)):
-        raise TypeError(f"{name} must yield (x, y) pairs of tensors, got {type(batch).__name__}")
+        raise TypeError(
+            f"{name} must yield (x, y) pairs of tensors, got {type(batch).__name__}"
+        )
 
 
 def _loss_is_mean(loss_fn: Any, name: str = "loss_fn") -> bool:
     reduction = getattr(loss_fn, "reduction", "mean")
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"{name} must reduce to a scalar (reduction mean/sum), got {reduction!r}")
+        raise ValueError(
+            f"{name} must reduce to a scalar (reduction mean/sum), got {reduction!r}"
+        )
     return reduction == "mean"
 
 
@@ -200,7 +230,8 @@ def _check_data(data: Any, name: str) -> None:
         )
     try:
         empty = len(data) == 0  # type: ignore[arg-type]
-    except TypeError:  # no __len__ (an iterable-style dataset): found out in the first epoch
+    # no __len__ (an iterable-style dataset): found out in the first epoch
+    except TypeError:
         empty = False
     if empty:
         raise ValueError(f"{name} is empty (len 0)")
@@ -211,13 +242,17 @@ def _check_metric(metric: object) -> None:
         raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
 
 
-def _model_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+def _model_device(
+    model: nn.Module, device: str | torch.device | None
+) -> torch.device:
     if device is not None:
         _check_type("device", device, (str, torch.device))
         try:
             model.to(torch.device(device))
         except (RuntimeError, ValueError, AssertionError) as err:
-            raise ValueError(f"device={device!r} is not usable here: {err}") from err
+            raise ValueError(
+                f"device={device!r} is not usable here: {err}"
+            ) from err
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device(device or "cpu")
 
@@ -237,7 +272,9 @@ def evaluate(
     _check_type("model", model, nn.Module)
     _check_data(data, "data")
     if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable or None, got {type(loss_fn).__name__}")
+        raise TypeError(
+            f"loss_fn must be callable or None, got {type(loss_fn).__name__}"
+        )
     _check_metric(metric)
     per_mean = _loss_is_mean(loss_fn) if loss_fn is not None else True
     device = _model_device(model, device)
@@ -252,7 +289,12 @@ def evaluate(
                 out = model(x)
                 if i == 0:
                     sums.kind = _accuracy_kind(out, y, loss_fn, metric)
-                sums.add(x.shape[0], loss_fn(out, y) if loss_fn is not None else None, out, y)
+                sums.add(
+                    x.shape[0],
+                    loss_fn(out, y) if loss_fn is not None else None,
+                    out,
+                    y,
+                )
     finally:
         model.train(was_training)
     if sums.n == 0:
@@ -296,7 +338,9 @@ def fit(
     if not isinstance(callbacks, (list, tuple)) or not all(
         isinstance(c, Callback) for c in callbacks
     ):
-        raise TypeError(f"callbacks must be a list of Callback instances, got {callbacks!r:.80}")
+        raise TypeError(
+            f"callbacks must be a list of Callback instances, got {callbacks!r:.80}"
+        )
     _check_metric(metric)
     _check_type("progress", progress, bool)
     _check_type("checkpoint_loader_state", checkpoint_loader_state, bool)
@@ -308,7 +352,10 @@ def fit(
     history, start = History(), 0
     if resume_from is not None:
         checkpoint = load_checkpoint(
-            resume_from, model, optimizer, loader=train_data if checkpoint_loader_state else None
+            resume_from,
+            model,
+            optimizer,
+            loader=train_data if checkpoint_loader_state else None,
         )
         start = checkpoint["epoch"]
         if checkpoint.get("history") is not None:
@@ -320,19 +367,27 @@ def fit(
         cb.on_train_begin(state)
 
     kind: str | None = None
-    epoch_bar = tqdm(total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch")
+    epoch_bar = tqdm(
+        total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch"
+    )
     try:
         for epoch in range(start + 1, epochs + 1):
             # a copy to fall back on if this epoch diverges; only paid for with NonFiniteGuard
             snapshot = (
-                copy.deepcopy((model.state_dict(), optimizer.state_dict())) if guard else None
+                copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+                if guard
+                else None
             )
             bar = None
             if progress:  # not even a pass-through wrapper when off: the batch loop stays bare
-                bar = tqdm(train_data, leave=False, desc=f"epoch {epoch}", unit="batch")
+                bar = tqdm(
+                    train_data, leave=False, desc=f"epoch {epoch}", unit="batch"
+                )
             model.train()
             t0 = time.perf_counter()
-            sums = _train_epoch(model, loss_fn, optimizer, train_data, device, metric, kind, bar)
+            sums = _train_epoch(
+                model, loss_fn, optimizer, train_data, device, metric, kind, bar
+            )
             _synchronize(device)
             seconds = time.perf_counter() - t0
             if sums.n == 0:
@@ -343,7 +398,9 @@ def fit(
                 _non_finite(sums, epoch, optimizer, model, snapshot)
             if val is not None:
                 scores = evaluate(model, val, loss_fn, metric=metric)
-                record.update({f"val_{k}": v for k, v in scores.items() if k != "n"})
+                record.update(
+                    {f"val_{k}": v for k, v in scores.items() if k != "n"}
+                )
             record["seconds"] = seconds
             record["samples_per_s"] = sums.n / seconds if seconds > 0 else math.inf
             history.records.append(record)
@@ -351,7 +408,9 @@ def fit(
             for cb in callbacks:
                 cb.on_epoch_end(state)
             epoch_bar.update(1)
-            epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if "_s" not in k})
+            epoch_bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in record.items() if "_s" not in k}
+            )
             if log_every is not None and epoch % log_every == 0:
                 (tqdm.write if progress else print)(_log_line(record))
             if state.stop:
@@ -374,10 +433,13 @@ def _log_line(record: dict[str, float]) -> str:
     return " | ".join(parts)
 
 
-def _non_finite(sums: _Sums, epoch: int, optimizer: Any, model: nn.Module, snapshot: Any) -> None:
+def _non_finite(
+    sums: _Sums, epoch: int, optimizer: Any, model: nn.Module, snapshot: Any
+) -> None:
     """Raise NonFiniteLossError after restoring the snapshot (guard active) or warn (no guard)."""
     losses = sums.stacked_losses()
-    bad = torch.nonzero(~torch.isfinite(losses))  # empty if only the weighted sum overflowed
+    # empty if only the weighted sum overflowed
+    bad = torch.nonzero(~torch.isfinite(losses))
     batch = int(bad[0]) if len(bad) else len(losses) - 1
     value = float(losses[batch])
     lr = optimizer.param_groups[0].get("lr")

@@ -29,7 +29,9 @@ def toc_docnames(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
     def walk(entries: list[dict]) -> None:
         for entry in entries:
             if "file" in entry:
-                names.append(str(entry["file"]).removesuffix(".md").removesuffix(".ipynb"))
+                names.append(
+                    str(entry["file"]).removesuffix(".md").removesuffix(".ipynb")
+                )
             for key in ("chapters", "sections"):
                 walk(entry.get(key, []))
 

@@ -14,7 +14,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from book_site import CHROMIUM, CHROMIUM_ARGS, HTML, SCREENSHOTS, built_page, toc_docnames
+from book_site import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    HTML,
+    SCREENSHOTS,
+    built_page,
+    toc_docnames,
+)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -49,9 +56,13 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("playwright is not installed: `.venv/bin/pip install -e '.[dev]'`")
+        pytest.fail(
+            "playwright is not installed: `.venv/bin/pip install -e '.[dev]'`"
+        )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
         try:
             yield browser
         finally:

@@ -23,7 +23,12 @@ more if chapters/_static/book.css sets a smaller one.
 
 from __future__ import annotations
 
-__all__ = ["MIN_TABLE_FONT_PX", "expand_collapsed", "layout_problems", "unrendered_markup"]
+__all__ = [
+    "MIN_TABLE_FONT_PX",
+    "expand_collapsed",
+    "layout_problems",
+    "unrendered_markup",
+]
 
 MIN_TABLE_FONT_PX = 12
 

@@ -36,7 +36,9 @@ class _Ids(HTMLParser):
         super().__init__()
         self.ids: set[str] = set()
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(
+        self, tag: str, attrs: list[tuple[str, str | None]]
+    ) -> None:
         for key, value in attrs:
             if key == "id" and value:
                 self.ids.add(value)
@@ -58,8 +60,15 @@ def _where_documented(module: ModuleType, name: str) -> set[str]:
     for other in public_modules():
         if getattr(other, name, None) is obj:
             ids.add(f"{other.__name__}.{name}")
-    home, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if isinstance(home, str) and home.startswith("dlcore") and isinstance(qualname, str):
+    home, qualname = (
+        getattr(obj, "__module__", None),
+        getattr(obj, "__qualname__", None),
+    )
+    if (
+        isinstance(home, str)
+        and home.startswith("dlcore")
+        and isinstance(qualname, str)
+    ):
         ids.add(f"{home}.{qualname}")
     return ids
 
@@ -86,13 +95,19 @@ def test_walk_finds_the_modules():
 @pytest.mark.parametrize("module", public_modules(), ids=lambda m: m.__name__)
 def test_every_public_name_is_documented(module, documented_ids):
     exported = getattr(module, "__all__", None)
-    assert exported is not None, f"{module.__name__} defines no __all__: say what is public"
+    assert exported is not None, (
+        f"{module.__name__} defines no __all__: say what is public"
+    )
     has_section = f"module-{module.__name__}" in documented_ids
     assert has_section or _covered_by_parent(module), (
         f"{module.__name__} has no section in chapters/appendix/api.md: add one with "
         f"`.. automodule:: {module.__name__}` (:members:, :undoc-members:)"
     )
-    missing = [name for name in exported if not _where_documented(module, name) & documented_ids]
+    missing = [
+        name
+        for name in exported
+        if not _where_documented(module, name) & documented_ids
+    ]
     assert not missing, (
         f"{module.__name__}: public names missing from the API reference: {missing} "
         "(automodule skips data imported from a submodule: add `.. autodata::` for it)"
@@ -104,7 +119,8 @@ def test_public_functions_and_classes_have_docstrings(module):
     undocumented = [
         name
         for name in getattr(module, "__all__", [])
-        if callable(getattr(module, name)) and not (getattr(module, name).__doc__ or "").strip()
+        if callable(getattr(module, name))
+        and not (getattr(module, name).__doc__ or "").strip()
     ]
     assert not undocumented, (
         f"{module.__name__}: public callables without a docstring: {undocumented}"

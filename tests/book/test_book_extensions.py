@@ -41,13 +41,18 @@ def test_fingerprint_changes_with_the_package_source(fake_package):
     assert before == fresh_outputs.fingerprint([fake_package.name])
     (fake_package / "core.py").write_text("def f():\n    return 2\n")
     after = fresh_outputs.fingerprint([fake_package.name])
-    assert after[f"package:{fake_package.name}"] != before[f"package:{fake_package.name}"]
+    assert (
+        after[f"package:{fake_package.name}"]
+        != before[f"package:{fake_package.name}"]
+    )
     assert {k: v for k, v in after.items() if not k.startswith("package:")} == {
         k: v for k, v in before.items() if not k.startswith("package:")
     }
 
 
-def test_fingerprint_ignores_bytecode_and_sees_dlcore_variables(fake_package, monkeypatch):
+def test_fingerprint_ignores_bytecode_and_sees_dlcore_variables(
+    fake_package, monkeypatch
+):
     before = fresh_outputs.fingerprint([fake_package.name])
     (fake_package / "__pycache__").mkdir()
     (fake_package / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"\0" * 16)
@@ -77,9 +82,13 @@ def _integrity(data: bytes) -> str:
 
 def test_fetch_verifies_unpacks_then_reuses_the_cache(tmp_path, monkeypatch):
     data = _tarball({"dist/app.js": b"console.log(1);\n", "package.json": b"{}"})
-    asset = offline_assets.NpmAsset("@scope/demo", "1.2.3", _integrity(data), keep=("dist",))
+    asset = offline_assets.NpmAsset(
+        "@scope/demo", "1.2.3", _integrity(data), keep=("dist",)
+    )
     calls = []
-    monkeypatch.setattr(offline_assets, "_download", lambda a, w: calls.append(a) or data)
+    monkeypatch.setattr(
+        offline_assets, "_download", lambda a, w: calls.append(a) or data
+    )
 
     package = offline_assets.fetch(asset, tmp_path)
     assert (package / "dist" / "app.js").read_bytes() == b"console.log(1);\n"
@@ -94,17 +103,24 @@ def test_fetch_verifies_unpacks_then_reuses_the_cache(tmp_path, monkeypatch):
 
 def test_fetch_refuses_a_tarball_that_does_not_match_the_pin(tmp_path, monkeypatch):
     data = _tarball({"dist/app.js": b"evil();\n"})
-    asset = offline_assets.NpmAsset("demo", "1.0.0", _integrity(b"something else"), keep=("dist",))
+    asset = offline_assets.NpmAsset(
+        "demo", "1.0.0", _integrity(b"something else"), keep=("dist",)
+    )
     monkeypatch.setattr(offline_assets, "_download", lambda a, w: data)
     with pytest.raises(ExtensionError, match="demo@1.0.0"):
         offline_assets.fetch(asset, tmp_path)
-    assert not (tmp_path / "demo-1.0.0").exists(), "a rejected download must not reach the cache"
+    assert not (tmp_path / "demo-1.0.0").exists(), (
+        "a rejected download must not reach the cache"
+    )
 
 
 def test_pins_are_complete():
     for key, asset in offline_assets.ASSETS.items():
         assert re.fullmatch(r"\d+\.\d+\.\d+", asset.version), (key, asset.version)
-        assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", asset.integrity), (key, asset.integrity)
+        assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", asset.integrity), (
+            key,
+            asset.integrity,
+        )
 
 
 class _RemoteLoads(HTMLParser):
@@ -123,7 +139,9 @@ class _RemoteLoads(HTMLParser):
         super().__init__()
         self.remote: list[str] = []
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(
+        self, tag: str, attrs: list[tuple[str, str | None]]
+    ) -> None:
         values = dict(attrs)
         url = values.get(self.LOADS.get(tag, ""), "") or ""
         if tag == "link" and (values.get("rel") or "") not in {
@@ -155,7 +173,9 @@ def test_mathjax_and_widget_manager_are_served_from_the_book():
         offline_assets._static_path("mathjax", offline_assets.MATHJAX_ENTRY),
         *offline_assets._widget_scripts(),
     ):
-        assert (HTML / "_static" / path).is_file(), f"_static/{path} missing from the built book"
+        assert (HTML / "_static" / path).is_file(), (
+            f"_static/{path} missing from the built book"
+        )
     fonts = list(static.glob("mathjax-*/es5/output/chtml/fonts/woff-v2/*.woff"))
     assert len(fonts) > 10, "MathJax's CHTML fonts must be served too"
 
@@ -163,7 +183,9 @@ def test_mathjax_and_widget_manager_are_served_from_the_book():
 def _fake_app(cache, packages):
     from types import SimpleNamespace
 
-    nb_config = SimpleNamespace(execution_mode="cache", execution_cache_path=str(cache))
+    nb_config = SimpleNamespace(
+        execution_mode="cache", execution_cache_path=str(cache)
+    )
     return SimpleNamespace(
         config=SimpleNamespace(fresh_outputs_packages=packages),
         env=SimpleNamespace(mystnb_config=nb_config),
@@ -177,11 +199,15 @@ def test_a_changed_package_empties_the_jupyter_cache(tmp_path, fake_package):
     (cache / "executed.db").write_text("outputs computed with the old code")
 
     fresh_outputs._check_cache(_fake_app(cache, [fake_package.name]))
-    assert (cache / "executed.db").exists(), "an unchanged fingerprint must keep the cache"
+    assert (cache / "executed.db").exists(), (
+        "an unchanged fingerprint must keep the cache"
+    )
 
     (fake_package / "core.py").write_text("def f():\n    return 3\n")
     fresh_outputs._check_cache(_fake_app(cache, [fake_package.name]))
-    assert not (cache / "executed.db").exists(), "outputs of the old code survived a change to it"
+    assert not (cache / "executed.db").exists(), (
+        "outputs of the old code survived a change to it"
+    )
     assert (cache / fresh_outputs.STAMP_NAME).is_file()
 
 
@@ -192,7 +218,9 @@ def test_notebook_downloads_carry_their_outputs():
         download = HTML / "_sources" / f"{docname}.ipynb"
         assert download.is_file(), f"{download} missing"
         cells = json.loads(download.read_text())["cells"]
-        assert any(cell.get("outputs") for cell in cells), f"{download.name} has no outputs"
+        assert any(cell.get("outputs") for cell in cells), (
+            f"{download.name} has no outputs"
+        )
 
 
 def _clear_numerics_env(monkeypatch) -> None:
@@ -214,12 +242,15 @@ def test_fingerprint_keys_on_the_numeric_setting_and_what_it_sets(monkeypatch):
         ("ATEN_CPU_CAPABILITY", "default"),
         ("OMP_NUM_THREADS", "1"),
     ]:
-        monkeypatch.setenv(name, value)  # set by hand, without DLCORE_NUMERICS changing
+        # set by hand, without DLCORE_NUMERICS changing
+        monkeypatch.setenv(name, value)
         assert fresh_outputs.fingerprint([])["env"] != with_setting, name
         monkeypatch.delenv(name)
 
 
-def test_switching_the_numeric_setting_empties_the_jupyter_cache(tmp_path, monkeypatch):
+def test_switching_the_numeric_setting_empties_the_jupyter_cache(
+    tmp_path, monkeypatch
+):
     _clear_numerics_env(monkeypatch)
     cache = tmp_path / "jupyter_cache"
     monkeypatch.setenv("DLCORE_NUMERICS", "native")
@@ -233,7 +264,9 @@ def test_switching_the_numeric_setting_empties_the_jupyter_cache(tmp_path, monke
     changes = numerics.apply()
     assert any(v is not None for v in changes.values()), changes
     fresh_outputs._check_cache(_fake_app(cache, []))
-    assert not (cache / "executed.db").exists(), "native outputs were kept for a portable build"
+    assert not (cache / "executed.db").exists(), (
+        "native outputs were kept for a portable build"
+    )
 
 
 _PROBE_PAGE = """---
@@ -290,7 +323,10 @@ def test_a_book_built_under_each_setting_runs_its_code_under_it(tmp_path):
     (book / "_config.yml").write_text(
         "title: probe\nexecute:\n  execute_notebooks: cache\n"
         "sphinx:\n  local_extensions:\n"
-        + "".join(f"    {name}: {ext}\n" for name in ("numerics", "fresh_outputs", "chapter_times"))
+        + "".join(
+            f"    {name}: {ext}\n"
+            for name in ("numerics", "fresh_outputs", "chapter_times")
+        )
     )
     capability, threads = numerics.native_machine()
 
@@ -301,9 +337,15 @@ def test_a_book_built_under_each_setting_runs_its_code_under_it(tmp_path):
     printed, log = _build_probe_book(book, "portable")
     assert printed == expected("portable"), log[-3000:]
     printed, log = _build_probe_book(book, "native")
-    assert printed == expected("native"), "a portable output was served to a native build"
-    assert re.search(r"chapter wall times, book build \(DLCORE_NUMERICS=native", log), log[-3000:]
+    assert printed == expected("native"), (
+        "a portable output was served to a native build"
+    )
+    assert re.search(
+        r"chapter wall times, book build \(DLCORE_NUMERICS=native", log
+    ), log[-3000:]
     assert re.search(r"index\s+\d+\.\d s  ok  executed", log), log[-3000:]
     printed, log = _build_probe_book(book, "native")
     assert printed == expected("native")
-    assert re.search(r"index\s+\d+\.\d s  ok  from the cache", log), "the same setting re-executed"
+    assert re.search(r"index\s+\d+\.\d s  ok  from the cache", log), (
+        "the same setting re-executed"
+    )

@@ -37,7 +37,9 @@ class Visit:
             route.abort("blockedbyclient")
 
     def on_response(self, response) -> None:
-        if response.status >= 400 and not urlsplit(response.url).path.endswith(IGNORED_PATHS):
+        if response.status >= 400 and not urlsplit(response.url).path.endswith(
+            IGNORED_PATHS
+        ):
             self.http_errors.append(f"{response.status} {response.url}")
 
     def on_console(self, message) -> None:
@@ -85,7 +87,9 @@ def test_page_renders_offline(docname, browser, book_url, screenshots_dir):
                 .filter(e => !e.matches('.output.stderr') || e.innerText.includes('Traceback'))
                 .map(e => e.innerText.trim().slice(0, 2000))"""
         )
-        assert not errors, f"{docname}: error output on the page:\n" + "\n---\n".join(errors)
+        assert not errors, (
+            f"{docname}: error output on the page:\n" + "\n---\n".join(errors)
+        )
 
         broken = _wait_for_images(page)
         assert not broken, f"{docname}: images that did not load: {broken}"
@@ -94,7 +98,8 @@ def test_page_renders_offline(docname, browser, book_url, screenshots_dir):
         n_math = page.locator(".math").count()
         if n_math:
             page.wait_for_function(
-                "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=30_000
+                "() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                timeout=30_000,
             )
             page.evaluate("() => MathJax.startup.promise")
             n_typeset = page.locator("mjx-container").count()
@@ -120,11 +125,18 @@ def test_page_renders_offline(docname, browser, book_url, screenshots_dir):
             assert len(sizes) >= n_views and all(size > 0 for size in sizes), (
                 f"{docname}: {n_views} widget outputs, rendered areas {sizes}"
             )
-            widget_errors = page.locator('[class*="error-widget"], .widget-error').count()
-            assert widget_errors == 0, f"{docname}: {widget_errors} widgets rendered as errors"
+            widget_errors = page.locator(
+                '[class*="error-widget"], .widget-error'
+            ).count()
+            assert widget_errors == 0, (
+                f"{docname}: {widget_errors} widgets rendered as errors"
+            )
 
         page.wait_for_load_state("networkidle", timeout=30_000)
-        page.screenshot(path=screenshots_dir / f"{docname.replace('/', '__')}.png", full_page=True)
+        page.screenshot(
+            path=screenshots_dir / f"{docname.replace('/', '__')}.png",
+            full_page=True,
+        )
 
         # After the screenshot (which shows the page as it opens): hidden code opened, then measured.
         expand_collapsed(page)
@@ -133,10 +145,17 @@ def test_page_renders_offline(docname, browser, book_url, screenshots_dir):
     finally:
         context.close()
 
-    assert not visit.blocked, f"{docname}: requests to other hosts (blocked): {visit.blocked}"
+    assert not visit.blocked, (
+        f"{docname}: requests to other hosts (blocked): {visit.blocked}"
+    )
     assert not visit.http_errors, f"{docname}: failed requests: {visit.http_errors}"
-    assert not visit.console_errors, f"{docname}: console errors: {visit.console_errors}"
-    assert not raw_markup, f"{docname}: MyST markup shown as text:\n" + "\n".join(raw_markup)
-    assert not too_wide, f"{docname}: blocks wider than the column at 1280 px:\n" + "\n".join(
-        too_wide
+    assert not visit.console_errors, (
+        f"{docname}: console errors: {visit.console_errors}"
+    )
+    assert not raw_markup, f"{docname}: MyST markup shown as text:\n" + "\n".join(
+        raw_markup
+    )
+    assert not too_wide, (
+        f"{docname}: blocks wider than the column at 1280 px:\n"
+        + "\n".join(too_wide)
     )

@@ -19,7 +19,11 @@ LONG = "x = " + " + ".join(f"weight_{i}" for i in range(30))
 
 
 def _cell(source: str, output: str = "") -> str:
-    out = f'<div class="cell_output docutils container">{output}</div>' if output else ""
+    out = (
+        f'<div class="cell_output docutils container">{output}</div>'
+        if output
+        else ""
+    )
     return (
         '<div class="cell docutils container"><div class="cell_input docutils container">'
         f'<div class="highlight-ipython3 notranslate"><div class="highlight"><pre>{source}</pre>'
@@ -32,7 +36,9 @@ def _stream(text: str) -> str:
 
 
 def _table(columns: int, cell_style: str = "") -> str:
-    head = "".join(f'<th style="{cell_style}">column {i}</th>' for i in range(columns))
+    head = "".join(
+        f'<th style="{cell_style}">column {i}</th>' for i in range(columns)
+    )
     row = "".join(f'<td style="{cell_style}">{i}.000</td>' for i in range(columns))
     return (
         f'<div class="output text_html"><table><thead><tr>{head}</tr></thead>'
@@ -66,7 +72,12 @@ def _check(page, html: str) -> tuple[list[str], list[str]]:
 def test_a_page_that_fits_passes(page):
     wide_but_fine = "<p>Sets like {x} and {1, 2} are fine in prose.</p>"
     layout, markup = _check(
-        page, _page(_cell("y = 2 * x", _stream("loss 0.25")), _cell("print(1)"), wide_but_fine)
+        page,
+        _page(
+            _cell("y = 2 * x", _stream("loss 0.25")),
+            _cell("print(1)"),
+            wide_but_fine,
+        ),
     )
     assert layout == [] and markup == []
 
@@ -79,8 +90,12 @@ def test_a_long_code_line_is_named_with_its_cell_and_first_line(page):
 
 
 def test_a_long_printed_line_is_an_output_problem(page):
-    layout, _ = _check(page, _page(_cell("print(row)", _stream("row: " + "0.123 " * 40))))
-    assert len(layout) == 1 and layout[0].startswith('cell 1 output in "Fitting a line"'), layout
+    layout, _ = _check(
+        page, _page(_cell("print(row)", _stream("row: " + "0.123 " * 40)))
+    )
+    assert len(layout) == 1 and layout[0].startswith(
+        'cell 1 output in "Fitting a line"'
+    ), layout
 
 
 def test_a_legible_table_may_scroll_in_its_output_area(page):
@@ -95,27 +110,37 @@ def test_a_table_shrunk_below_legibility_is_refused(page):
 
 
 def test_collapsed_code_is_measured_too(page):
-    hidden = (
-        f'<details class="hide above-input"><summary>Show code</summary>{_cell(LONG)}</details>'
-    )
+    hidden = f'<details class="hide above-input"><summary>Show code</summary>{_cell(LONG)}</details>'
     layout, _ = _check(page, _page(hidden))
     assert len(layout) == 1 and "cell 1 input" in layout[0], layout
 
 
 def test_a_block_that_spills_without_scrolling_is_caught(page):
-    spill = f'<div class="highlight"><pre style="overflow: visible">{LONG}</pre></div>'
+    spill = (
+        f'<div class="highlight"><pre style="overflow: visible">{LONG}</pre></div>'
+    )
     layout, _ = _check(page, _page(spill))
     assert len(layout) == 1 and "<pre" in layout[0], layout
 
 
 @pytest.mark.parametrize(
-    "text", ["```{admonition} Solution", "````{dropdown} Hint", ":::{note}", "~~~ {warning}"]
+    "text",
+    [
+        "```{admonition} Solution",
+        "````{dropdown} Hint",
+        ":::{note}",
+        "~~~ {warning}",
+    ],
 )
 def test_an_unrendered_directive_is_named(page, text):
     _, markup = _check(page, _page(f"<ul><li><p>{text}</p></li></ul>"))
-    assert len(markup) == 1 and text in markup[0] and '"Fitting a line"' in markup[0], markup
+    assert (
+        len(markup) == 1 and text in markup[0] and '"Fitting a line"' in markup[0]
+    ), markup
 
 
 def test_roles_shown_as_inline_code_on_purpose_pass(page):
-    _, markup = _check(page, _page("<p>Link a term with <code>{term}`learning rate`</code>.</p>"))
+    _, markup = _check(
+        page, _page("<p>Link a term with <code>{term}`learning rate`</code>.</p>")
+    )
     assert markup == []
