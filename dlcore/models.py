@@ -206,7 +206,8 @@ class LogisticRegression(_Predictions, _Affine):
     unbounded below, and training runs "fine" towards :math:`-\infty`.
 
     ``predict_proba`` follows every classifier (and scikit-learn): shape (N, 2),
-    columns :math:`[1 - \sigma(z), \sigma(z)]`; ``[:, 1]`` is :math:`p(y = 1 \mid x)`.
+    columns :math:`[1 - \sigma(z), \sigma(z)]`; ``[:, 1]`` is
+    :math:`p(y = 1 \mid x)`.
 
     >>> model = LogisticRegression(2)
     >>> model.predict_proba(torch.zeros(3, 2))

@@ -231,11 +231,13 @@ def test_comparison_prints_and_renders(monkeypatch):
     comp = compare_times({"eager": lambda: 0, "compiled": lambda: 0}, rounds=2)
     text = str(comp)
     lines = text.splitlines()
-    assert "2 alternating rounds" in lines[0] and "'eager'" in lines[0]
-    assert lines[1].split()[:2] == ["contender", "median"]
-    assert lines[2].startswith("eager") and "reference" in lines[2]
+    # a two-line caption, so that it fits a book's column
+    assert "2 alternating rounds" in lines[0] and "'eager'" in lines[1]
+    assert max(len(line) for line in lines) <= 84
+    assert lines[2].split()[:2] == ["contender", "median"]
+    assert lines[3].startswith("eager") and "reference" in lines[3]
     # compiled/eager per round: 0.001/0.002 and 0.0005/0.004 -> median 0.3125
-    assert lines[3].startswith("compiled") and "0.312x (0.125–0.5)" in lines[3]
+    assert lines[4].startswith("compiled") and "0.312x (0.125–0.5)" in lines[4]
     page = comp._repr_html_()
     assert (
         page.startswith("<table")

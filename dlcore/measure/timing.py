@@ -161,7 +161,7 @@ class Comparison:
         """A caption and rows of cells, the first row the header."""
         first = self.names[0]
         caption = (
-            f"compare_times: medians over {self.rounds} alternating rounds; "
+            f"compare_times: medians over {self.rounds} alternating rounds;\n"
             f"ratio = median of per-round ratios to {first!r} (min–max)"
         )
         rows = [["contender", "median", "range over rounds", f"ratio to {first}"]]
