@@ -22,8 +22,8 @@ the part wrapped in :meth:`Row.timed`::
             flops_per_sample=flops_per_sample(model, x[:1]),
         )
         row.returns(test_acc=evaluate(model, test)["accuracy"])
-    ledger                                          # a table in the notebook
-    ledger.plot(x="train_s", y="test_acc")          # cost vs return
+    ledger  # a table in the notebook
+    ledger.plot(x="train_s", y="test_acc")  # cost vs return
 """
 
 from dlcore.measure.costs import (

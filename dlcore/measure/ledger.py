@@ -212,11 +212,12 @@ class Ledger:
 
         ledger = Ledger("mlp")
         with ledger.row("784-500-10 · Adam", opt="adam") as row:
-            with row.timed():                       # train_s, peak_mem_bytes: training only
+            with row.timed():  # train_s, peak_mem_bytes: training only
                 history = fit(model, loss_fn, opt, train, epochs=3)
-            row.invest(params=count_params(model), flops_per_sample=flops_per_sample(model, x[:1]))
+            flops = flops_per_sample(model, x[:1])
+            row.invest(params=count_params(model), flops_per_sample=flops)
             row.returns(test_acc=evaluate(model, test)["accuracy"])
-        ledger                                      # renders as a table in the notebook
+        ledger  # renders as a table in the notebook
         ledger.plot(x="train_s", y="test_acc")
     """
 

@@ -88,7 +88,8 @@ def time_it(
     machine than the one training uses. ``device``: a CUDA device to make current while timing,
     so the Timer's synchronisation waits for *that* device.
 
-    >>> t = time_it(torch.mm, torch.randn(256, 256), torch.randn(256, 256), label="mm")
+    >>> a, b = torch.randn(256, 256), torch.randn(256, 256)
+    >>> t = time_it(torch.mm, a, b, label="mm")
     >>> str(t)  # doctest: +SKIP
     'mm: 512 µs ± 20 µs (median ± IQR of 350 runs)'
     """

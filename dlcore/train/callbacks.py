@@ -196,7 +196,8 @@ class LRSchedulerStep(Callback):
     ``ModelCheckpoint(path, extra={"scheduler": sched})`` so the saved state is the stepped one —
     and load it before ``fit(..., resume_from=path)``::
 
-        sched.load_state_dict(load_checkpoint(path, restore_rng=False)["extra"]["scheduler"])
+        extra = load_checkpoint(path, restore_rng=False)["extra"]
+        sched.load_state_dict(extra["scheduler"])
 
     A resumed ``fit`` whose scheduler has taken a different number of steps than the checkpoint's
     epoch raises ``ValueError`` instead of training at the wrong rates.
