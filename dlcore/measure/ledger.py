@@ -85,6 +85,10 @@ class Row:
     _device: torch.device | str | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # the ledger holding (or about to hold) this row: its other rows fix where a key lives
+    _ledger: Ledger | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         _check_name(self.name)
@@ -100,6 +104,10 @@ class Row:
         self.tags = {}
         for key, value in tags.items():
             _check_name(key, "tag name")
+            if key == "name":
+                raise ValueError(
+                    f"tag 'name' clashes with the name column of row {self.name!r}"
+                )
             if not isinstance(value, (str, numbers.Real)):
                 raise ValueError(
                     f"tag {key!r} must be a str or number, got {value!r}"
@@ -123,6 +131,9 @@ class Row:
                 raise ValueError(
                     f"{key!r} clashes with a tag or the name of row {self.name!r}"
                 )
+        if self._ledger is not None:
+            place = "an investment" if target is self.investment else "a return"
+            self._ledger._check_row(self, (place, list(keys)))
 
     def _set(
         self, target: dict[str, float], other: dict[str, float], kw: dict[str, Any]
@@ -193,6 +204,33 @@ class Row:
         return self.investment.get(key, self.result.get(key))
 
 
+def _places(row: Row) -> list[tuple[str, Iterable[str]]]:
+    return [
+        ("a tag", row.tags),
+        ("an investment", row.investment),
+        ("a return", row.result),
+    ]
+
+
+def _check_one_place(
+    entries: Iterable[tuple[str, str, Iterable[str]]], where: str
+) -> None:
+    """Refuse a key used in two places (tag, investment, return) by different rows.
+
+    ``entries`` are ``(row label, place, keys)``. Two places would give a table two columns
+    with one header and a flat record one value for both, so the second use is an error.
+    """
+    seen: dict[str, tuple[str, str]] = {}
+    for label, place, keys in entries:
+        for key in keys:
+            first_place, first_label = seen.setdefault(key, (place, label))
+            if first_place != place:
+                raise ValueError(
+                    f"{where}: {key!r} is {first_place} of {first_label} and "
+                    f"{place} of {label}; a key lives in one place across a ledger"
+                )
+
+
 def _columns(rows: list[Row], attr: str, known: dict[str, str]) -> list[str]:
     present: dict[str, None] = {}
     for row in rows:
@@ -236,8 +274,24 @@ class Ledger:
                 f"ledger {self.name!r} already has a row named {name!r}"
             )
 
+    def _check_row(
+        self, row: Row, pending: tuple[str, Iterable[str]] | None = None
+    ) -> None:
+        """Refuse ``row`` (plus ``pending`` = (place, keys) about to be set) if one of its
+        keys lives elsewhere in the other rows."""
+        entries = [
+            (f"row {r.name!r}", place, keys)
+            for r in [*(r for r in self.rows if r is not row), row]
+            for place, keys in _places(r)
+        ]
+        if pending is not None:
+            entries.append((f"row {row.name!r}", *pending))
+        _check_one_place(entries, f"ledger {self.name!r}")
+
     def _append(self, row: Row) -> Row:
         self._check_new(row.name)
+        self._check_row(row)
+        row._ledger = self
         self.rows.append(row)
         return row
 
@@ -251,7 +305,9 @@ class Ledger:
         """
         row = Row(name, tags=tags)
         self._check_new(name)
+        self._check_row(row)
         row._device = self.device
+        row._ledger = self  # invest/returns in the block are checked at once
         yield row
         self._append(row)
 
@@ -488,6 +544,19 @@ class Ledger:
                     f"ledgers[{i}] must be a Ledger, got {type(led).__name__}"
                 )
         all_names = [r.name for led in sources for r in led]
+        # the joined rows gain the tag "chapter"; a key may not change place across sources
+        _check_one_place(
+            (
+                (f"row {r.name!r} of ledger {led.name!r}", place, keys)
+                for led in sources
+                for r in led
+                for place, keys in [
+                    ("a tag", {"chapter": led.name, **r.tags}),
+                    *_places(r)[1:],
+                ]
+            ),
+            "Ledger.concat",
+        )
         out = cls(name)
         for led in sources:
             for r in led:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,14 @@ class History:
             raise ValueError(
                 f"data must be a dict with a 'records' list, got {data!r:.80}"
             )
+        for record in data["records"]:
+            # keys become column headers: only str, whatever the checkpoint held
+            if not isinstance(record, dict) or not all(
+                isinstance(k, str) for k in record
+            ):
+                raise ValueError(
+                    f"data['records'] must be dicts with str keys, got {record!r:.80}"
+                )
         return cls(
             [{k: float(v) for k, v in record.items()} for record in data["records"]]
         )
@@ -78,10 +87,12 @@ class History:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        # keys come from checkpoints and callbacks: escape them, or Jupyter runs them
         cols, rows = self._rows()
-        head = "".join(f"<th>{c}</th>" for c in cols)
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join(
-            "<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows
+            "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in r) + "</tr>"
+            for r in rows
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
