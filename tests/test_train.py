@@ -357,7 +357,8 @@ def test_early_stopping_max_mode_and_missing_monitor() -> None:
         progress=False,
     )
     assert len(history) == 3 and stop.best_epoch == 2
-    with pytest.raises(KeyError, match="val_loss"):
+    # refused at the start of fit (issue 10), no longer after an epoch
+    with pytest.raises(ValueError, match="val_loss"):
         fit(
             model,
             nn.CrossEntropyLoss(),
@@ -839,7 +840,8 @@ def test_lr_scheduler_step_plateau_steps_on_the_monitored_value() -> None:
 
 
 def test_lr_scheduler_step_validates() -> None:
-    opt = torch.optim.SGD(mlp().parameters(), lr=0.1)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TypeError, match="scheduler"):
         LRSchedulerStep(opt)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="scheduler"):
@@ -856,7 +858,7 @@ def test_lr_scheduler_step_validates() -> None:
     with pytest.raises(ValueError, match="scheduler"):
         cbs = [LRSchedulerStep(_sched.StepLR(other, 1))]
         fit(
-            mlp(),
+            model,
             nn.CrossEntropyLoss(),
             opt,
             [(x, y)],
@@ -949,3 +951,153 @@ def test_logistic_regression_loss_reports_accuracy() -> None:
     assert history["accuracy"][-1] > 0.95
     with pytest.raises(ValueError, match="y"):
         LogisticRegression.loss(model(x), y.float() * 2)
+
+
+# ----------------------------------------------------------------------------- failure paths (issue 10)
+
+
+class NaNOnStep(torch.optim.SGD):
+    """SGD that writes NaN into the first weight on step number ``at`` (1-based), after that
+    step's loss was computed: every loss of the epoch stays finite."""
+
+    def __init__(self, params, at: int) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(params, lr=0.1)
+        self.at, self.steps = at, 0
+
+    def step(self, closure=None):  # type: ignore[no-untyped-def]
+        super().step(closure)
+        self.steps += 1
+        if self.steps == self.at:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0][0, 0] = float("nan")
+
+
+def test_guard_catches_nan_weights_on_an_epochs_last_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    x, y = blobs(n=64)
+    model = mlp()
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]
+    spy = Inject([0.0] * 3)
+    ckpt = ModelCheckpoint(tmp_path / "e{epoch}.pt")
+    with pytest.raises(
+        NonFiniteLossError, match=r"parameter '0.weight'.*epoch 2"
+    ) as err:
+        fit(
+            model,
+            nn.CrossEntropyLoss(),
+            NaNOnStep(model.parameters(), at=4),  # epoch 2's last step
+            batches,
+            epochs=3,
+            callbacks=[spy, NonFiniteGuard(), ckpt],
+            progress=False,
+        )
+    assert err.value.epoch == 2 and np.isfinite(err.value.loss)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert same(params(model), spy.weights[1])
+    # the NaN epoch was never saved
+    assert [p.name for p in ckpt.saved] == ["e1.pt"] and not (
+        tmp_path / "e2.pt"
+    ).exists()
+    model = mlp()
+    with pytest.warns(RuntimeWarning, match="0.weight.*NonFiniteGuard"):
+        fit(
+            model,
+            nn.CrossEntropyLoss(),
+            NaNOnStep(model.parameters(), at=2),
+            batches,
+            epochs=1,
+            progress=False,
+        )
+
+
+def test_metrics_refuse_labels_they_cannot_score() -> None:
+    x, y = blobs(n=30)
+    model = mlp()
+    with pytest.raises(
+        ValueError, match=r"data has 20 class labels outside 0..C-1"
+    ):
+        evaluate(model, [(x, y + 2)])  # labels 2..4 for 3 classes: 20 are >= 3
+    with pytest.raises(ValueError, match=r"val has 1 class labels outside"):
+        bad = y.clone()
+        bad[-1] = -1
+        fit(
+            model,
+            # a loss that does not index by label (CPU cross_entropy would refuse it itself)
+            lambda out, t: nn.functional.cross_entropy(out, t.clamp(0, 2)),
+            torch.optim.SGD(model.parameters(), 0.1),
+            [(x, y)],
+            epochs=1,
+            val=[
+                (x[:15], y[:15]),
+                (x[15:], bad[15:]),
+            ],  # the bad label is in the second batch
+            progress=False,
+        )
+    with pytest.raises(ValueError, match=r"shape \(30, 1\).*y.squeeze\(1\)"):
+        evaluate(model, [(x, y.unsqueeze(1))])
+    with pytest.raises(
+        ValueError, match=r"data batch 1 \(0-based\) has 10 inputs, 9 targets"
+    ):
+        evaluate(model, [(x[:20], y[:20]), (x[20:], y[21:])])
+    assert evaluate(model, [(x, y)], metric="none") == {"n": 30}
+
+
+def test_accuracy_refuses_continuous_targets_and_keeps_soft_binary_labels() -> None:
+    x, _ = blobs(n=40)
+    model = nn.Linear(4, 1)
+    continuous = torch.randn(40, 1)
+    with pytest.raises(ValueError, match="not 0/1 labels.*metric='none'"):
+        evaluate(model, [(x, continuous)], nn.MSELoss(), metric="accuracy")
+    with pytest.raises(ValueError, match="not 0/1"):
+        evaluate(
+            model, [(x, torch.arange(40) % 3)]
+        )  # integer labels 0..2, one logit
+    # label smoothing under a binary loss is still scored (thresholded at 0.5)
+    smooth = (torch.arange(40) % 2).float().unsqueeze(1) * 0.9 + 0.05
+    assert (
+        0 <= evaluate(model, [(x, smooth)], nn.BCEWithLogitsLoss())["accuracy"] <= 1
+    )
+
+
+def test_fit_refuses_an_optimizer_over_another_model() -> None:
+    x, y = blobs(n=20)
+    model = mlp()
+    before = params(model)
+    with pytest.raises(
+        ValueError, match="optimizer holds 4 parameters, none of them model's"
+    ):
+        fit(
+            model,
+            nn.CrossEntropyLoss(),
+            torch.optim.SGD(mlp().parameters(), 0.1),
+            [(x, y)],
+            epochs=1,
+            progress=False,
+        )
+    assert same(params(model), before)
+
+
+def test_configuration_errors_surface_before_the_first_epoch() -> None:
+    x, y = blobs(n=20)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    before = params(model)
+
+    def run(callbacks, val=None):  # type: ignore[no-untyped-def]
+        fit(model, nn.CrossEntropyLoss(), opt, [(x, y)], epochs=2, val=val,
+            callbacks=callbacks, progress=False)  # fmt: skip
+
+    with pytest.raises(
+        ValueError, match=r"EarlyStopping monitor='val_loss'.*need fit\(\.\.\., val"
+    ):
+        run([EarlyStopping()])
+    with pytest.raises(ValueError, match="monitor='val_los' will never be logged"):
+        run([EarlyStopping(monitor="val_los")], val=[(x, y)])
+    plateau = _sched.ReduceLROnPlateau(opt)
+    with pytest.raises(ValueError, match="LRSchedulerStep monitor='val_accuracy'"):
+        run([LRSchedulerStep(plateau, monitor="val_accuracy")])
+    assert same(params(model), before)  # nothing trained
+    with pytest.raises(ValueError, match=r"path='ck_\{loss\}.pt'.*unknown key"):
+        ModelCheckpoint("ck_{loss}.pt")
+    with pytest.raises(ValueError, match="path="):
+        ModelCheckpoint("ck_{epoch:q}.pt")
+    ModelCheckpoint("ck_{epoch:03d}_{{x}}.pt")  # a literal brace is written doubled

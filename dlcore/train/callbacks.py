@@ -6,6 +6,7 @@ import copy
 import math
 import os
 import pathlib
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,21 @@ class TrainState:
     logs: dict[str, float] = field(default_factory=dict)  # the epoch's record
     stop: bool = False
     loader: Any = None  # the training data, for checkpoints of its shuffle state
+    # in on_train_begin: every key fit may log, or None when a callback before this one may log more
+    log_keys: frozenset[str] | None = None
+
+
+def _check_monitor(owner: str, monitor: str, state: TrainState) -> None:
+    """At the start of fit, refuse a monitor no epoch's record can contain (a typo, no ``val=``)."""
+    keys = state.log_keys
+    if keys is None or monitor in keys:
+        return
+    hint = (
+        " (val_* keys need fit(..., val=...))" if monitor.startswith("val_") else ""
+    )
+    raise ValueError(
+        f"{owner} monitor={monitor!r} will never be logged: fit logs {sorted(keys)}{hint}"
+    )
 
 
 class Callback:
@@ -103,6 +119,7 @@ class EarlyStopping(Callback):
         self.mode, self.restore_best = mode, restore_best
 
     def on_train_begin(self, state: TrainState) -> None:
+        _check_monitor("EarlyStopping", self.monitor, state)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch, self.stopped_epoch, self.wait = 0, 0, 0
         self._best_weights: dict[str, torch.Tensor] | None = None
@@ -156,16 +173,13 @@ class ModelCheckpoint(Callback):
                     f"{type(obj).__name__}"
                 )
         self.path, self.every = os.fspath(path), _check_int("every", every, 1)
+        _check_template(self.path)
         self.extra = dict(extra or {})
         self.saved: list[pathlib.Path] = []
 
     def on_epoch_end(self, state: TrainState) -> None:
         if state.epoch % self.every == 0:
-            path = (
-                self.path.format(epoch=state.epoch)
-                if "{epoch" in self.path
-                else self.path
-            )
+            path = self.path.format(epoch=state.epoch)  # checked in __init__
             s = state
             saved = save_checkpoint(
                 path,
@@ -177,6 +191,22 @@ class ModelCheckpoint(Callback):
                 extra={name: obj.state_dict() for name, obj in self.extra.items()},
             )
             self.saved.append(saved)
+
+
+def _check_template(path: str) -> None:
+    """Refuse a ``path`` template with fields other than ``{epoch}`` now, not after an epoch."""
+    try:
+        fields = {
+            f for _, f, _, _ in string.Formatter().parse(path) if f is not None
+        }
+        if fields - {"epoch"}:
+            raise ValueError(f"unknown key(s) {sorted(fields - {'epoch'})}")
+        path.format(epoch=0)  # a bad format spec such as {epoch:q}
+    except (ValueError, IndexError, KeyError) as err:
+        raise ValueError(
+            f"path={path!r} is not a usable template ({err}): the only key is {{epoch}}; "
+            "write a literal brace as {{ or }}"
+        ) from err
 
 
 _Plateau = torch.optim.lr_scheduler.ReduceLROnPlateau
@@ -226,6 +256,8 @@ class LRSchedulerStep(Callback):
         self.scheduler, self.monitor = scheduler, monitor
 
     def on_train_begin(self, state: TrainState) -> None:
+        if self.monitor is not None:
+            _check_monitor("LRSchedulerStep", self.monitor, state)
         if self.scheduler.optimizer is not state.optimizer:
             raise ValueError(
                 "scheduler drives a different optimizer than the one fit trains "

@@ -22,6 +22,9 @@ from dlcore.models import LogisticRegression
 from dlcore.train._checks import _check_int, _check_type
 from dlcore.train.callbacks import (
     Callback,
+    EarlyStopping,
+    LRSchedulerStep,
+    ModelCheckpoint,
     NonFiniteGuard,
     NonFiniteLossError,
     TrainState,
@@ -57,7 +60,11 @@ def _loss_task(loss_fn: Any) -> str | None:
 
 
 def _accuracy_kind(
-    out: torch.Tensor, y: torch.Tensor, loss_fn: Any, metric: str
+    out: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Any,
+    metric: str,
+    name: str = "data",
 ) -> str | None:
     """How to count correct predictions for this (output, target) pair; None for no accuracy."""
     if metric == "none":
@@ -66,6 +73,12 @@ def _accuracy_kind(
     # (B,) or (B, 1): one logit per sample
     flat = out.numel() == B and y.numel() == B
     classes = out.ndim == 2 and out.shape[1] > 1
+    if classes and integer and y.shape == (B, 1):
+        # would otherwise count no accuracy at all, silently
+        raise ValueError(
+            f"{name} has class labels of shape {tuple(y.shape)} for outputs of shape "
+            f"{tuple(out.shape)}; labels must have shape ({B},) (use y.squeeze(1))"
+        )
     if classes and y.shape == (B,) and integer:
         return "argmax"
     task = _loss_task(loss_fn)
@@ -97,6 +110,31 @@ def _correct(kind: str | None, out: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return ((out.reshape(-1) > threshold) == (y.reshape(-1) > 0.5)).sum()
 
 
+# What _bad_targets counts, by accuracy kind, for the error message.
+_TARGETS = {
+    "argmax": "class labels outside 0..C-1 for outputs with C classes",
+    "onehot": "non-finite targets",
+    "logit": "targets that are not 0/1 labels (continuous targets have no accuracy: "
+    "use metric='none')",
+}
+_TARGETS["prob"] = _TARGETS["logit"]
+
+
+def _bad_targets(
+    kind: str | None, out: torch.Tensor, y: torch.Tensor, soft: bool
+) -> torch.Tensor:
+    """Number of targets in the batch the accuracy cannot score, as a device tensor (no sync)."""
+    if kind == "argmax":
+        return ((y < 0) | (y >= out.shape[1])).sum()
+    if kind == "onehot":
+        return (~torch.isfinite(y)).sum()
+    if (
+        soft
+    ):  # a binary loss takes probabilities (label smoothing): thresholded at 0.5
+        return ((y < 0) | (y > 1) | torch.isnan(y)).sum()
+    return ((y != 0) & (y != 1)).sum()
+
+
 # ----------------------------------------------------------------------------- loops
 
 
@@ -110,9 +148,14 @@ class _Sums:
     """One pass over the data, kept on the device: per-batch losses, sizes and correct counts."""
 
     kind: str | None = None
+    name: str = "data"  # the argument the batches came from, for error messages
+    soft: bool = False  # a binary loss: targets may be probabilities in [0, 1]
     losses: list[torch.Tensor] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     correct: list[torch.Tensor] = field(default_factory=list)
+    bad: list[torch.Tensor] = field(
+        default_factory=list
+    )  # targets the accuracy cannot score
     held: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
     held_numel: int = 0
 
@@ -123,6 +166,18 @@ class _Sums:
         out: torch.Tensor,
         y: torch.Tensor,
     ) -> None:
+        # shapes live on the host: checking every batch costs no sync
+        if (
+            y.ndim == 0
+            or y.shape[0] != size
+            or out.ndim == 0
+            or out.shape[0] != size
+        ):
+            raise ValueError(
+                f"{self.name} batch {len(self.sizes)} (0-based) has {size} inputs, "
+                f"{y.shape[0] if y.ndim else 0} targets and "
+                f"{out.shape[0] if out.ndim else 0} outputs; they must match"
+            )
         self.sizes.append(size)
         if loss is not None:
             self.losses.append(loss.detach())
@@ -132,10 +187,19 @@ class _Sums:
             if self.held_numel >= _HOLD:
                 self.count_held()
 
+    def start(
+        self, out: torch.Tensor, y: torch.Tensor, loss_fn: Any, metric: str
+    ) -> None:
+        """Decide from the first batch how accuracy is counted (see :func:`_accuracy_kind`)."""
+        self.kind = _accuracy_kind(out, y, loss_fn, metric, self.name)
+        self.soft = _loss_task(loss_fn) in ("logit", "prob")
+
     def count_held(self) -> None:
         if self.held:
             outs, ys = zip(*self.held)
-            self.correct.append(_correct(self.kind, torch.cat(outs), torch.cat(ys)))
+            out, y = torch.cat(outs), torch.cat(ys)
+            self.correct.append(_correct(self.kind, out, y))
+            self.bad.append(_bad_targets(self.kind, out, y, self.soft))
             self.held, self.held_numel = [], 0
 
     @property
@@ -156,7 +220,14 @@ class _Sums:
             out["loss"] = float((losses * weights).sum()) / self.n
         if self.kind is not None:
             self.count_held()
-            out["accuracy"] = float(torch.stack(self.correct).sum()) / self.n
+            # one sync for both counts
+            counts = torch.stack(
+                [torch.stack(self.correct), torch.stack(self.bad)]
+            ).sum(1)
+            correct, bad = counts.tolist()
+            if bad:
+                raise ValueError(f"{self.name} has {bad} {_TARGETS[self.kind]}")
+            out["accuracy"] = correct / self.n
         return out
 
 
@@ -193,10 +264,9 @@ def _train_epoch(
     data: Iterable[Any],
     device: torch.device,
     metric: str,
-    kind: str | None,
     bar: Any,
 ) -> _Sums:
-    sums, first = _Sums(kind=kind), True
+    sums, first = _Sums(name="train_data"), True
     for batch in bar if bar is not None else data:
         if first:
             _check_batch(batch, "train_data")
@@ -209,8 +279,7 @@ def _train_epoch(
         optimizer.step()
         if first:
             first = False
-            if sums.kind is None and metric != "none":
-                sums.kind = _accuracy_kind(out, y, loss_fn, metric)
+            sums.start(out, y, loss_fn, metric)  # shapes only: no sync
         sums.add(x.shape[0], loss, out, y)
     return sums
 
@@ -264,6 +333,7 @@ def evaluate(
     *,
     device: str | torch.device | None = None,
     metric: str = "auto",
+    _name: str = "data",  # fit passes "val", so errors name its argument
 ) -> dict[str, float]:
     """``{"loss", "accuracy", "n"}`` over ``data`` (loss only with ``loss_fn``; accuracy as in the
     package docstring), averaged per sample. Runs in eval mode under ``torch.inference_mode`` and puts
@@ -278,7 +348,7 @@ def evaluate(
     _check_metric(metric)
     per_mean = _loss_is_mean(loss_fn) if loss_fn is not None else True
     device = _model_device(model, device)
-    was_training, sums = model.training, _Sums()
+    was_training, sums = model.training, _Sums(name=_name)
     model.eval()
     try:
         with torch.inference_mode():
@@ -288,7 +358,7 @@ def evaluate(
                 x, y = (_to(t, device) for t in batch)
                 out = model(x)
                 if i == 0:
-                    sums.kind = _accuracy_kind(out, y, loss_fn, metric)
+                    sums.start(out, y, loss_fn, metric)
                 sums.add(
                     x.shape[0],
                     loss_fn(out, y) if loss_fn is not None else None,
@@ -348,6 +418,7 @@ def fit(
         _check_int("log_every", log_every, 1)
     per_mean = _loss_is_mean(loss_fn)
     device = _model_device(model, device)
+    _check_optimizer_trains(optimizer, model)
 
     history, start = History(), 0
     if resume_from is not None:
@@ -363,10 +434,13 @@ def fit(
     loader = train_data if checkpoint_loader_state else None
     state = TrainState(model, optimizer, start, history, loader=loader)
     guard = any(isinstance(cb, NonFiniteGuard) for cb in callbacks)
-    for cb in callbacks:
+    for i, cb in enumerate(callbacks):
+        # what a monitor can name, known only while no user callback before it may log more
+        builtin = all(type(c) in _BUILTIN for c in callbacks[:i])
+        state.log_keys = _log_keys(val is not None, metric) if builtin else None
         cb.on_train_begin(state)
+    state.log_keys = None
 
-    kind: str | None = None
     epoch_bar = tqdm(
         total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch"
     )
@@ -386,18 +460,19 @@ def fit(
             model.train()
             t0 = time.perf_counter()
             sums = _train_epoch(
-                model, loss_fn, optimizer, train_data, device, metric, kind, bar
+                model, loss_fn, optimizer, train_data, device, metric, bar
             )
             _synchronize(device)
             seconds = time.perf_counter() - t0
             if sums.n == 0:
                 raise ValueError("train_data yielded no batches")
-            kind = sums.kind
             record = {"epoch": float(epoch), **sums.results(per_mean)}
             if not math.isfinite(record["loss"]):
                 _non_finite(sums, epoch, optimizer, model, snapshot)
+            else:  # a last step can write NaN into the weights while every loss was finite
+                _check_params_finite(model, sums, epoch, optimizer, snapshot)
             if val is not None:
-                scores = evaluate(model, val, loss_fn, metric=metric)
+                scores = evaluate(model, val, loss_fn, metric=metric, _name="val")
                 record.update(
                     {f"val_{k}": v for k, v in scores.items() if k != "n"}
                 )
@@ -420,6 +495,67 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(state)
     return history
+
+
+_BUILTIN = (NonFiniteGuard, EarlyStopping, ModelCheckpoint, LRSchedulerStep)
+
+
+def _log_keys(has_val: bool, metric: str) -> frozenset[str]:
+    """Every key fit itself may put in an epoch's record (accuracy only if the task has one)."""
+    keys = {"epoch", "loss", "seconds", "samples_per_s"}
+    if metric != "none":
+        keys.add("accuracy")
+    if has_val:
+        keys |= {"val_" + k for k in keys & {"loss", "accuracy"}}
+    return frozenset(keys)
+
+
+def _check_optimizer_trains(
+    optimizer: torch.optim.Optimizer, model: nn.Module
+) -> None:
+    # extra parameters (a learnable loss temperature) are fine; none of the model's is not
+    ours = {id(p) for p in model.parameters()}
+    theirs = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(id(p) in ours for p in theirs):
+        raise ValueError(
+            f"optimizer holds {len(theirs)} parameters, none of them model's: it would train "
+            "nothing (build it from model.parameters() of this model)"
+        )
+
+
+def _check_params_finite(
+    model: nn.Module, sums: _Sums, epoch: int, optimizer: Any, snapshot: Any
+) -> None:
+    """Restore and raise (guard) or warn when a parameter is NaN/inf: one sync per epoch."""
+    named = [(n, p) for n, p in model.named_parameters()]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])
+    if bool(finite.all()):
+        return
+    name = named[int(torch.nonzero(~finite)[0])][0]
+    batch = len(sums.losses) - 1
+    what = (
+        f"parameter {name!r} is NaN/inf after epoch {epoch} (by batch {batch}, 0-based) "
+        "although every loss was finite"
+    )
+    if snapshot is None:
+        warnings.warn(
+            f"{what}; add NonFiniteGuard() to stop and restore",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    model.load_state_dict(snapshot[0])
+    optimizer.load_state_dict(snapshot[1])
+    lr = optimizer.param_groups[0].get("lr")
+    raise NonFiniteLossError(
+        f"{what}: training diverged. The model and optimizer were restored to their state at "
+        f"the start of epoch {epoch}. Hint: lower the learning rate (lr={lr}).",
+        epoch=epoch,
+        batch=batch,
+        loss=float(sums.stacked_losses()[batch]),
+    )
 
 
 def _log_line(record: dict[str, float]) -> str:
