@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pathlib
 import random
 import tempfile
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,65 @@ from dlcore.train.history import History
 __all__ = ["save_checkpoint", "load_checkpoint"]
 
 _CHECKPOINT_FORMAT = "dlcore.checkpoint/1"
+
+# What torch.load(weights_only=True) rebuilds without help; containers are walked.
+_PLAIN = (type(None), bool, int, float, complex, str, bytes)
+_TORCH_LEAVES = (torch.Tensor, torch.Size, torch.device, torch.dtype)
+_MAX_MISMATCHES = 5  # how many mismatches an error message lists
+
+
+def _plain(obj: Any, where: str) -> Any:
+    """``obj`` with NumPy scalars as Python numbers and arrays as tensors, recursively.
+
+    A callback logging ``np.float64`` (as scikit-learn metrics return) would otherwise write a
+    checkpoint that ``weights_only=True`` refuses to read: convert here, or refuse naming ``where``.
+    """
+    # before the Python types: np.float64 is a float, np.str_ a str, but they pickle as NumPy
+    if isinstance(obj, np.generic):
+        return _plain(obj.item(), where)
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biufc":
+            raise TypeError(
+                f"{where}: a NumPy array of dtype {obj.dtype} cannot become a tensor; "
+                "store numbers, str, tensors or numeric arrays"
+            )
+        try:
+            return torch.from_numpy(np.array(obj, copy=True, order="C"))
+        except TypeError as err:  # dtypes torch has no match for (float128, ...)
+            raise TypeError(f"{where}: {err}") from err
+    if isinstance(obj, _TORCH_LEAVES) or type(obj) in _PLAIN:
+        return obj
+    if isinstance(obj, dict):
+        out = type(obj)() if type(obj) in (dict, OrderedDict) else {}
+        for key, value in obj.items():
+            out[_plain(key, f"{where} key {key!r}")] = _plain(
+                value, f"{where}[{key!r}]"
+            )
+        metadata = getattr(obj, "_metadata", None)  # state_dict versions
+        if metadata is not None and isinstance(out, OrderedDict):
+            out._metadata = metadata  # type: ignore[attr-defined]
+        return out
+    if type(obj) in (list, tuple):
+        return type(obj)(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    raise TypeError(
+        f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be loaded with "
+        "torch.load(weights_only=True); store numbers, str, tensors, NumPy arrays, or "
+        "dicts/lists/tuples of them"
+    )
+
+
+def _serialize(payload: dict[str, Any]) -> bytes:
+    """The checkpoint's bytes, proven to load under ``weights_only=True`` before anything is written."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"checkpoint payload would not load with torch.load(weights_only=True): {err}"
+        ) from err
+    return data
 
 
 def _rng_state() -> dict[str, Any]:
@@ -80,8 +141,11 @@ def save_checkpoint(
     """Atomically write a resumable checkpoint and return its path.
 
     Holds model and optimizer state, ``epoch``, the history, every RNG (torch CPU and CUDA, NumPy,
-    Python), the loader's shuffle state and ``extra``. Written to a temporary file in the same folder,
-    fsynced, then renamed over ``path``: a crash mid-write leaves the previous checkpoint intact.
+    Python), the loader's shuffle state and ``extra``. NumPy scalars become Python numbers and
+    NumPy arrays tensors (a loaded ``extra`` holds tensors); anything else ``torch.load(weights_only=True)``
+    cannot rebuild raises ``TypeError`` naming its key. The bytes are loaded back before they are
+    written to a temporary file in the same folder, fsynced, then renamed over ``path``: a bad
+    payload or a crash mid-write leaves the previous checkpoint intact.
     """
     _check_type("path", path, (str, os.PathLike))
     _check_type("model", model, nn.Module)
@@ -96,17 +160,23 @@ def save_checkpoint(
         "epoch": epoch,
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        # load_checkpoint refuses another class: SGD cannot step on Adam's state
+        "optimizer_class": type(optimizer).__qualname__
+        if optimizer is not None
+        else None,
         "history": history.to_dict() if history is not None else None,
         "rng": _rng_state(),
         "loader": _loader_state(loader),
         "extra": extra or {},
     }
+    payload = {key: _plain(value, key) for key, value in payload.items()}
+    data = _serialize(payload)
     tmp = tempfile.NamedTemporaryFile(
         delete=False, dir=path.parent, prefix=f".{path.name}."
     )
     try:
         with tmp:
-            torch.save(payload, tmp)
+            tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp.name, path)
@@ -129,6 +199,9 @@ def load_checkpoint(
 
     Loads the state into ``model``, ``optimizer`` and ``loader`` when given, restores the global RNGs
     (unless ``restore_rng=False``) and returns the dict (``epoch``, ``history``, ``extra``, ...).
+    Everything is checked before anything is copied: model keys, shapes and dtypes, the optimizer's
+    class and parameter groups, the loader's kind of state. A mismatch raises ``ValueError`` naming
+    the first differences and leaves ``model``, ``optimizer``, ``loader`` and the RNGs unchanged.
     """
     _check_type("path", path, (str, os.PathLike))
     _check_type("model", model, nn.Module, optional=True)
@@ -146,27 +219,110 @@ def load_checkpoint(
         raise ValueError(
             f"path {str(path)!r} is not a dlcore checkpoint ({_CHECKPOINT_FORMAT})"
         )
+    # Check everything before copying anything: a failed load leaves model, optimizer and
+    # loader as they were.
     if model is not None:
-        model.load_state_dict(checkpoint["model"])
+        _check_model_state(model, checkpoint["model"])
     if optimizer is not None:
         if checkpoint["optimizer"] is None:
             raise ValueError(
                 f"optimizer given, but {str(path)!r} holds no optimizer state"
             )
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    if restore_rng:
-        _set_rng_state(checkpoint["rng"])
+        _check_optimizer_state(
+            optimizer, checkpoint["optimizer"], checkpoint.get("optimizer_class")
+        )
     saved = checkpoint.get("loader")
     if loader is not None and saved is not None:
         generator = getattr(loader, "generator", None)
-        if saved["kind"] == "state_dict" and hasattr(loader, "load_state_dict"):
-            loader.load_state_dict(saved["state"])
-        elif saved["kind"] == "generator" and isinstance(
-            generator, torch.Generator
-        ):
-            generator.set_state(saved["state"].cpu())
-        else:
+        fits = (
+            saved["kind"] == "state_dict" and hasattr(loader, "load_state_dict")
+        ) or (
+            saved["kind"] == "generator" and isinstance(generator, torch.Generator)
+        )
+        if not fits:
             raise ValueError(
                 f"loader {type(loader).__name__} cannot take a {saved['kind']} state"
             )
+    if model is not None:
+        model.load_state_dict(checkpoint["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    if restore_rng:
+        _set_rng_state(checkpoint["rng"])
+    if loader is not None and saved is not None:
+        if saved["kind"] == "state_dict":
+            loader.load_state_dict(saved["state"])
+        else:
+            loader.generator.set_state(saved["state"].cpu())
     return checkpoint
+
+
+def _listed(problems: list[str]) -> str:
+    shown = "; ".join(problems[:_MAX_MISMATCHES])
+    more = len(problems) - _MAX_MISMATCHES
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _check_model_state(model: nn.Module, saved: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless ``saved`` has the model's keys, shapes and dtypes exactly."""
+    own = model.state_dict()
+    problems = [f"missing {k!r}" for k in own if k not in saved]
+    problems += [f"unexpected {k!r}" for k in saved if k not in own]
+    for key, mine in own.items():
+        theirs = saved.get(key)
+        if not isinstance(mine, torch.Tensor) or not isinstance(
+            theirs, torch.Tensor
+        ):
+            continue
+        if theirs.shape != mine.shape:
+            problems.append(
+                f"{key!r} is {tuple(theirs.shape)} in the checkpoint, {tuple(mine.shape)} in model"
+            )
+        elif theirs.dtype != mine.dtype:
+            problems.append(
+                f"{key!r} is {theirs.dtype} in the checkpoint, {mine.dtype} in model"
+            )
+    if problems:
+        raise ValueError(
+            f"model does not match the checkpoint ({type(model).__name__}); nothing was "
+            f"loaded: {_listed(problems)}"
+        )
+
+
+def _check_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], saved_class: str | None
+) -> None:
+    """Raise ``ValueError`` unless ``saved`` is state for this optimizer's class and parameters."""
+    mine = type(optimizer).__qualname__
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError(
+            "optimizer: the checkpoint's optimizer state has no param_groups list"
+        )
+    if saved_class is not None and saved_class != mine:
+        raise ValueError(
+            f"optimizer: the checkpoint holds {saved_class} state, but optimizer is {mine}; "
+            f"create a {saved_class} to resume, or load without optimizer"
+        )
+    problems = []
+    if len(groups) != len(optimizer.param_groups):
+        problems.append(
+            f"{len(groups)} param groups in the checkpoint, {len(optimizer.param_groups)} in "
+            "optimizer"
+        )
+    for i, (theirs, own) in enumerate(zip(groups, optimizer.param_groups)):
+        if len(theirs.get("params", ())) != len(own["params"]):
+            problems.append(
+                f"group {i} has {len(theirs.get('params', ()))} params in the checkpoint, "
+                f"{len(own['params'])} in optimizer"
+            )
+        # checkpoints written before the class was saved: another class has other hyperparameters
+        if saved_class is None and set(theirs) != set(own):
+            problems.append(
+                f"group {i} has hyperparameters {sorted(set(theirs) - {'params'})} in the "
+                f"checkpoint, {sorted(set(own) - {'params'})} in optimizer ({mine})"
+            )
+    if problems:
+        raise ValueError(
+            f"optimizer does not match the checkpoint; nothing was loaded: {_listed(problems)}"
+        )
