@@ -4,25 +4,14 @@ there (not to notes outside the repository), and its module map names every modu
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
+
+from repository_files import repository_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRIBUTING = ROOT / "CONTRIBUTING.md"
 # Built from two parts so that this file does not match its own search.
 OUTSIDE = ".." + "/shared"
-
-
-def _repository_files() -> list[Path]:
-    """Tracked files, and new ones git does not ignore (so a check fails before the commit)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    return [ROOT / p for p in listed if (ROOT / p).is_file()]
 
 
 def _module_map() -> str:
@@ -82,7 +71,7 @@ def test_no_repository_file_points_outside_the_repository():
     # A reader who clones the repository has not got the team's design notes: what they say
     # lives in CONTRIBUTING.md.
     offenders = []
-    for path in _repository_files():
+    for path in repository_files():
         if path == CONTRIBUTING:
             continue
         data = path.read_bytes()

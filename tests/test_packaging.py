@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import tomllib
 import yaml
+from repository_files import repository_files
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names that differ from PyPI's.
@@ -197,19 +198,10 @@ def _installed_names(arguments: str) -> list[str]:
 
 
 def _documents() -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    paths = [ROOT / p for p in listed]
     return [
         p
-        for p in paths
-        if p.is_file()
-        and (p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "run"})
+        for p in repository_files()
+        if p.suffix in DOC_SUFFIXES or p.name in {"Makefile", "run"}
     ]
 
 
