@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dlcore.runtime import _check_seed
+
 __all__ = ["random_affine", "AugmentedLoader"]
 
 
@@ -90,6 +92,8 @@ def random_affine(
     fill = _check_real("fill", fill, -math.inf, math.inf)
 
     b, g = x.shape[0], generator
+    if b == 0:  # nothing to move (affine_grid refuses an empty batch)
+        return x.clone()
     turn = 2 * torch.rand(b, generator=g, device=g.device) - 1  # (B,), in [-1, 1)
     angle = turn * math.radians(degrees)  # (B,)
     zoom = low + (high - low) * torch.rand(b, generator=g, device=g.device)  # (B,)
@@ -135,12 +139,7 @@ class AugmentedLoader:
             raise TypeError(
                 f"transform must be callable, got {type(transform).__name__}"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(
-                f"seed must be an int, got {type(seed).__name__} ({seed!r})"
-            )
-        if seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed!r}")
+        seed = _check_seed(seed)
         self.loader, self.transform, self.seed = loader, transform, seed
         self.generator = torch.Generator().manual_seed(seed)
 

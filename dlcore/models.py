@@ -367,8 +367,9 @@ def least_squares(
         raise ValueError(
             f"x must have shape (N, d) with N, d >= 1, got {tuple(x.shape)}"
         )
-    if not x.is_floating_point():
-        raise TypeError(f"x must be floating point, got dtype {x.dtype}")
+    if x.dtype not in (torch.float32, torch.float64):
+        # torch.linalg.lstsq solves in float32 or float64 only
+        raise TypeError(f"x must be float32 or float64, got dtype {x.dtype}")
     if y.shape != (x.shape[0],):
         raise ValueError(
             f"y must have shape ({x.shape[0]},) to match x, got {tuple(y.shape)}"

@@ -17,6 +17,7 @@ import random
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,9 +43,10 @@ def as_device(
 ) -> torch.device | None:
     """``device`` (a name such as ``"cuda:0"``, or a ``torch.device``) as a ``torch.device``.
 
-    ``None`` stays ``None``. Only the spelling is checked, not that this machine has the device
-    (:func:`get_device` checks that). Errors name the argument as ``name``, so every public function
-    that takes a device reports its own argument.
+    ``None`` stays ``None``. A CUDA or MPS device this machine does not have is an error here,
+    naming the argument, rather than a torch traceback ("Found no NVIDIA driver") later, deep
+    inside the call. Errors name the argument as ``name``, so every public function that takes
+    a device reports its own argument.
     """
     if device is None:
         return None
@@ -53,11 +55,22 @@ def as_device(
             f"{name} must be a str, torch.device or None, got {device!r}"
         )
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, ValueError) as err:
         raise ValueError(
             f"{name} must name a device (cpu, cuda, cuda:0, mps), got {device!r}"
         ) from err
+    if dev.type in ("cuda", "mps") and not _available(dev.type):
+        raise ValueError(
+            f"{name}={device!r} asks for {dev.type}, which this machine does not have"
+        )
+    if dev.type == "cuda" and dev.index is not None:
+        if dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name}={device!r}: only {torch.cuda.device_count()} CUDA device(s) "
+                "are visible"
+            )
+    return dev
 
 
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
@@ -79,20 +92,25 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
                 return torch.device(kind)
         return torch.device("cpu")
     source = "prefer" if prefer is not None else _DEVICE_ENV
-    device = torch.device(as_device(choice, name=source))  # type: ignore[arg-type]  # choice is set
-    if not _available(device.type):
-        raise ValueError(
-            f"{source}={choice!r} asks for {device.type}, which this machine does not have"
-        )
-    if (
-        device.type == "cuda"
-        and device.index is not None
-        and device.index >= torch.cuda.device_count()
-    ):
-        raise ValueError(
-            f"{source}={choice!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-        )
+    device = as_device(choice, name=source)  # checks that this machine has it
+    assert device is not None  # choice is set
     return device
+
+
+def _check_seed(seed: Any, name: str = "seed") -> int:
+    """``seed`` as an int in [0, 2**32): the range Python, NumPy, scikit-learn and torch all take.
+
+    Every function of dlcore that takes a seed checks it here, so a seed that one of the
+    generators would refuse (NumPy and scikit-learn stop at 2**32, torch at 2**64) fails at the
+    call, naming the argument, not inside a library.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an int, got {type(seed).__name__} ({seed!r})"
+        )
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be in [0, 2**32), got {seed}")
+    return int(seed)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
@@ -101,12 +119,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     ``deterministic=True`` also asks torch for deterministic kernels (slower on GPU; on CPU our code
     is already deterministic for a fixed thread count).
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"seed must be an int, got {type(seed).__name__} ({seed!r})"
-        )
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    seed = _check_seed(seed)
     if not isinstance(deterministic, bool):
         raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
     seed = int(seed)

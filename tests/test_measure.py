@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import time
 
@@ -397,8 +398,16 @@ def test_peak_memory_cpu_sees_transient_allocation():
     result, peak = peak_memory(transient, device="cpu")
     assert result == 1.0
     assert peak == pytest.approx(200 * MB, rel=0.03)
-    # written, so resident
-    _, small = peak_memory(lambda: b"\x01" * (10 * MB), device="cpu")
+
+    # 10 MB of fresh pages, each written so it is resident: mmap'd, because malloc may hand
+    # back freed memory that is still resident (the test was flaky under xdist with bytes)
+    def small_block() -> None:
+        block = mmap.mmap(-1, 10 * MB)
+        for offset in range(0, 10 * MB, mmap.PAGESIZE):
+            block[offset] = 1
+        block.close()
+
+    _, small = peak_memory(small_block, device="cpu")
     assert small == pytest.approx(10 * MB, rel=0.2)
 
 

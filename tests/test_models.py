@@ -356,7 +356,7 @@ def test_least_squares_detaches_and_keeps_dtype() -> None:
             torch.zeros(3),
             {},
             TypeError,
-            "x must be floating",
+            "x must be float32 or float64",
         ),
         (
             torch.zeros(3, 2),
