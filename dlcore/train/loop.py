@@ -539,23 +539,8 @@ def _check_params_finite(
         f"parameter {name!r} is NaN/inf after epoch {epoch} (by batch {batch}, 0-based) "
         "although every loss was finite"
     )
-    if snapshot is None:
-        warnings.warn(
-            f"{what}; add NonFiniteGuard() to stop and restore",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return
-    model.load_state_dict(snapshot[0])
-    optimizer.load_state_dict(snapshot[1])
-    lr = optimizer.param_groups[0].get("lr")
-    raise NonFiniteLossError(
-        f"{what}: training diverged. The model and optimizer were restored to their state at "
-        f"the start of epoch {epoch}. Hint: lower the learning rate (lr={lr}).",
-        epoch=epoch,
-        batch=batch,
-        loss=float(sums.stacked_losses()[batch]),
-    )
+    loss = float(sums.stacked_losses()[batch])
+    _warn_or_restore(what, epoch, batch, loss, optimizer, model, snapshot)
 
 
 def _log_line(record: dict[str, float]) -> str:
@@ -578,21 +563,34 @@ def _non_finite(
     bad = torch.nonzero(~torch.isfinite(losses))
     batch = int(bad[0]) if len(bad) else len(losses) - 1
     value = float(losses[batch])
-    lr = optimizer.param_groups[0].get("lr")
+    what = f"loss is {value} at epoch {epoch}, batch {batch} (0-based)"
+    _warn_or_restore(what, epoch, batch, value, optimizer, model, snapshot)
+
+
+def _warn_or_restore(
+    what: str,
+    epoch: int,
+    batch: int,
+    loss: float,
+    optimizer: Any,
+    model: nn.Module,
+    snapshot: Any,
+) -> None:
+    """Warn (no NonFiniteGuard), or restore the epoch's starting state and raise."""
     if snapshot is None:
         warnings.warn(
-            f"loss is {value} at epoch {epoch}, batch {batch}; add NonFiniteGuard() to stop and restore",
+            f"{what}; add NonFiniteGuard() to stop and restore",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return
     model.load_state_dict(snapshot[0])
     optimizer.load_state_dict(snapshot[1])
+    lr = optimizer.param_groups[0].get("lr")
     raise NonFiniteLossError(
-        f"loss is {value} at epoch {epoch}, batch {batch} (0-based): training diverged. The model and "
-        f"optimizer were restored to their state at the start of epoch {epoch}. "
-        f"Hint: lower the learning rate (lr={lr}).",
+        f"{what}: training diverged. The model and optimizer were restored to their state "
+        f"at the start of epoch {epoch}. Hint: lower the learning rate (lr={lr}).",
         epoch=epoch,
         batch=batch,
-        loss=value,
+        loss=loss,
     )
