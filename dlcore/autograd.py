@@ -1,4 +1,4 @@
-r"""A small reverse-mode automatic-differentiation engine over NumPy arrays, and its graph drawn.
+r"""A small reverse-mode automatic-differentiation engine over NumPy arrays, and gradcheck.
 
 Every operation builds a node that remembers its inputs (``_parents``) and a closure (``_backward``)
 that turns the gradient of the output into gradients of the inputs — the chain rule, one op at a
@@ -15,7 +15,7 @@ The arithmetic is NumPy's; ``torch.autograd`` is not involved, which is what let
 against the other. Trade-off in one line: the graph is built in Python, so each op costs a few
 microseconds of interpreter time on top of the array work — negligible for big matrices, dominant
 for small ones. Like micrograd (whose ``engine.py`` this follows), each backward sits beside its
-forward.
+forward; drawing the graph lives in :mod:`dlcore.graph_drawing`, which imports this module.
 """
 
 from __future__ import annotations
@@ -27,14 +27,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcore._checks import (
+    check_bool,
+    check_int,
+    check_real,
+    check_seed,
+    check_type,
+)
+
 __all__ = [
     "Tensor",
     "cross_entropy",
     "topological_order",
     "gradcheck",
     "GradcheckError",
-    "to_dot",
-    "draw",
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -76,24 +82,24 @@ def _unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return grad
 
 
-def _axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
-    """``axis`` as a tuple of distinct non-negative ints, in the given order (None: every axis)."""
+def _axes(
+    axis: int | Sequence[int] | None, ndim: int, name: str = "axis"
+) -> tuple[int, ...]:
+    """``axis`` as a tuple of distinct non-negative ints, in the given order (None: every
+    axis); errors call it ``name``."""
     if axis is None:
         return tuple(range(ndim))
-    items = (axis,) if not isinstance(axis, Sequence) else tuple(axis)
-    if any(
-        isinstance(a, bool) or not isinstance(a, numbers.Integral) for a in items
-    ):
-        raise TypeError(
-            f"axis must be an int, a sequence of ints or None, got {axis!r}"
-        )
+    if isinstance(axis, Sequence):
+        items = tuple(check_int(f"{name}[{i}]", a) for i, a in enumerate(axis))
+    else:
+        items = (check_int(name, axis),)
     if any(not -ndim <= a < ndim for a in items):
         raise ValueError(
-            f"axis={axis!r} is out of range for a tensor with {ndim} dims"
+            f"{name}={axis!r} is out of range for a tensor with {ndim} dims"
         )
-    result = tuple(int(a) % ndim for a in items)
+    result = tuple(a % ndim for a in items)
     if len(set(result)) < len(result):
-        raise ValueError(f"axis={axis!r} repeats an axis")
+        raise ValueError(f"{name}={axis!r} repeats an axis")
     return result
 
 
@@ -117,14 +123,13 @@ class Tensor:
         _parents: tuple[Tensor, ...] = (),
         _op: str = "",
     ) -> None:
-        if not isinstance(requires_grad, bool):
-            raise TypeError(f"requires_grad must be a bool, got {requires_grad!r}")
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {type(name).__name__}")
         # An op's result is a fresh array already: skip the copy and the checks on the hot path.
-        self.data: np.ndarray = (
-            np.asarray(data) if _parents else _as_array(data, "data")
-        )
+        if _parents:
+            self.data: np.ndarray = np.asarray(data)
+        else:
+            requires_grad = check_bool("requires_grad", requires_grad)
+            check_type("name", name, str)
+            self.data = _as_array(data, "data")
         self.grad: np.ndarray | None = None
         self.requires_grad = requires_grad or any(p.requires_grad for p in _parents)
         self.name = name
@@ -248,10 +253,7 @@ class Tensor:
         return out
 
     def __pow__(self, exponent: float) -> Tensor:
-        if isinstance(exponent, bool) or not isinstance(exponent, numbers.Real):
-            raise TypeError(
-                f"exponent must be a number, got {type(exponent).__name__}"
-            )
+        check_real("exponent", exponent, finite=False)
         out = Tensor(self.data**exponent, _parents=(self,), _op=f"**{exponent:g}")
 
         def _backward() -> None:
@@ -341,8 +343,7 @@ class Tensor:
     def sum(
         self, axis: int | Sequence[int] | None = None, keepdims: bool = False
     ) -> Tensor:
-        if not isinstance(keepdims, bool):
-            raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
+        keepdims = check_bool("keepdims", keepdims)
         axes = _axes(axis, self.ndim)
         out = Tensor(
             self.data.sum(axis=axes, keepdims=keepdims), _parents=(self,), _op="sum"
@@ -383,7 +384,9 @@ class Tensor:
         if len(axes) == 1 and isinstance(axes[0], Sequence):
             axes = tuple(axes[0])
         order = (
-            _axes(axes, self.ndim) if axes else tuple(reversed(range(self.ndim)))
+            _axes(axes, self.ndim, "axes")
+            if axes
+            else tuple(reversed(range(self.ndim)))
         )
         if len(order) != self.ndim:
             raise ValueError(
@@ -405,9 +408,7 @@ class Tensor:
 
         Its backward: :math:`g - \\mathrm{softmax}(x) \\sum_j g_j` (softmax is ``exp`` of the output).
         """
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(f"axis must be an int, got {axis!r}")
-        (axis,) = _axes(axis, self.ndim)
+        (axis,) = _axes(check_int("axis", axis), self.ndim)
         # e^x would overflow at x>709
         shifted = self.data - self.data.max(axis=axis, keepdims=True)
         out = Tensor(
@@ -472,11 +473,8 @@ def topological_order(
 
     Iterative, not recursive: a chain of thousands of ops must not hit Python's recursion limit.
     """
-    _check_root(root)
-    if not isinstance(only_requires_grad, bool):
-        raise TypeError(
-            f"only_requires_grad must be a bool, got {only_requires_grad!r}"
-        )
+    check_type("root", root, Tensor)
+    only_requires_grad = check_bool("only_requires_grad", only_requires_grad)
     order: list[Tensor] = []
     visited: set[Tensor] = set()
     stack: list[tuple[Tensor, bool]] = [(root, False)]
@@ -558,8 +556,7 @@ def gradcheck(
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed("seed", seed)
     if (
         isinstance(inputs, (np.ndarray, torch.Tensor, Tensor))
         or not isinstance(inputs, Sequence)
@@ -569,20 +566,9 @@ def gradcheck(
             "inputs must be a non-empty list of arrays, got "
             f"{type(inputs).__name__}"
         )
-    for key, value, least in (
-        ("eps", eps, 1e-300),
-        ("atol", atol, 0.0),
-        ("rtol", rtol, 0.0),
-    ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, numbers.Real)
-            or not value >= least
-        ):
-            raise ValueError(
-                f"{key} must be a {'positive' if least else 'non-negative'} "
-                f"number, got {value!r}"
-            )
+    eps = check_real("eps", eps, low=0.0, low_open=True)
+    atol = check_real("atol", atol, low=0.0)
+    rtol = check_real("rtol", rtol, low=0.0)
     arrays = [
         _as_array(x.data if isinstance(x, Tensor) else x, f"inputs[{i}]").astype(
             np.float64
@@ -617,141 +603,3 @@ def gradcheck(
                     f"finite differences {numeric:.8g}"
                 )
     return True
-
-
-# ---------------------------------------------------------------------------------------------------
-# drawing the graph
-
-
-def _label(node: Tensor) -> list[str]:
-    lines = [node.name] if node.name else []
-    lines.append(node._op or ("leaf" if node.requires_grad else "constant"))
-    if node.data.size == 1:
-        lines.append(f"data {node.item():.4g}")
-        if node.grad is not None:
-            lines.append(f"grad {float(np.asarray(node.grad).reshape(())):.4g}")
-    else:
-        lines.append("×".join(map(str, node.shape)))
-    return lines
-
-
-def _check_root(root: Any) -> Tensor:
-    if not isinstance(root, Tensor):
-        raise TypeError(f"root must be a Tensor, got {type(root).__name__}")
-    return root
-
-
-def to_dot(root: Tensor) -> str:
-    """The graph that produced ``root`` in Graphviz's DOT language (render with ``dot -Tsvg``)."""
-    nodes = topological_order(root)
-    ids = {node: f"n{i}" for i, node in enumerate(nodes)}
-    lines = [
-        "digraph {",
-        "  rankdir=LR;",
-        '  node [shape=box, fontname="Helvetica"];',
-    ]
-    for node in nodes:
-        label = "\\n".join(
-            s.replace("\\", "\\\\").replace('"', '\\"') for s in _label(node)
-        )
-        lines.append(f'  {ids[node]} [label="{label}"];')
-    lines += [
-        f"  {ids[p]} -> {ids[node]};" for node in nodes for p in node._parents
-    ]
-    return "\n".join(lines + ["}"])
-
-
-def draw(root: Tensor, *, ax: Any = None) -> Any:
-    """Draw the graph with matplotlib (no Graphviz needed), ``root`` on the right. Each node sits
-    one column left of its leftmost consumer, so a leaf appears next to the op that uses it.
-    Returns the ``Axes``."""
-    import matplotlib.pyplot as plt
-    from matplotlib.axes import Axes
-
-    if ax is not None and not isinstance(ax, Axes):
-        raise TypeError(
-            f"ax must be a matplotlib Axes or None, got {type(ax).__name__}"
-        )
-    nodes = topological_order(root)
-    consumers: dict[Tensor, list[Tensor]] = {node: [] for node in nodes}
-    rank = {root: 0}  # columns counted from the root leftwards
-    # consumers first, so a node's rank is final when it is read
-    for node in reversed(nodes):
-        for p in node._parents:
-            consumers[p].append(node)
-            rank[p] = max(rank.get(p, 0), rank[node] + 1)
-    columns: dict[int, list[Tensor]] = {}
-    for node in nodes:
-        columns.setdefault(rank[node], []).append(node)
-    y: dict[Tensor, float] = {}
-    for r in sorted(columns):
-        # ops level with their consumers (a straight main line), leaves stacked above and below
-        wanted = []
-        for node in columns[r]:
-            level = (
-                float(np.mean([y[c] for c in consumers[node]]))
-                if consumers[node]
-                else 0.0
-            )
-            wanted.append((level, bool(node._parents), node))
-        for level in sorted({w[0] for w in wanted}, reverse=True):
-            ops = [n for lv, is_op, n in wanted if lv == level and is_op]
-            leaves = [n for lv, is_op, n in wanted if lv == level and not is_op]
-            for i, node in enumerate(ops):
-                y[node] = level + (len(ops) - 1) / 2 - i
-            edge = (len(ops) + 1) / 2 if ops else 0.0
-            for i, node in enumerate(leaves):
-                side = 1 if i % 2 == 0 else -1
-                y[node] = (
-                    level + side * (edge + i // 2)
-                    if ops
-                    else level + (len(leaves) - 1) / 2 - i
-                )
-        previous = np.inf  # push apart boxes that landed too close, top to bottom
-        for node in sorted(columns[r], key=lambda n: -y[n]):
-            y[node] = previous = min(y[node], previous - 1)
-    depth = {node: max(rank.values()) - rank[node] for node in nodes}
-    low, high = min(y.values()), max(y.values())
-    if ax is None:
-        _, ax = plt.subplots(
-            figsize=(1.5 * len(columns) + 0.5, 0.85 * (high - low + 1) + 0.5)
-        )
-    text = {"ha": "center", "va": "center", "fontsize": 8}
-    boxes = {}
-    for node in nodes:  # constants grey, leaves blue, ops yellow, the output green
-        color = "#cfe6f7" if node.requires_grad else "#f2f2f2"
-        color = "#d9f2e3" if node is root else "#fff4d6" if node._parents else color
-        box = {
-            "boxstyle": "round,pad=0.35",
-            "facecolor": color,
-            "edgecolor": "#555555",
-        }
-        boxes[node] = ax.text(
-            depth[node],
-            y[node],
-            "\n".join(_label(node)),
-            bbox=box,
-            zorder=2,
-            **text,
-        )
-    for node in nodes:
-        for p in node._parents:
-            # an edge that skips columns arcs over the boxes in between, on its source's side
-            skips = depth[node] - depth[p] > 1
-            bend = (-0.3 if y[p] >= y[node] else 0.3) if skips else 0.0
-            arrow = {
-                "arrowstyle": "-|>",
-                "color": "#555555",
-                "connectionstyle": f"arc3,rad={bend}",
-            }
-            # clip each arrow at the two boxes' edges, so its head stays visible
-            arrow |= {
-                "patchA": boxes[p].get_bbox_patch(),
-                "patchB": boxes[node].get_bbox_patch(),
-            }
-            xy, xytext = (depth[node], y[node]), (depth[p], y[p])
-            ax.annotate("", xy=xy, xytext=xytext, arrowprops=arrow, zorder=1)
-    ax.set_xlim(-0.6, max(columns) + 0.6)
-    ax.set_ylim(low - 0.6, high + 0.6)
-    ax.axis("off")
-    return ax

@@ -17,11 +17,10 @@ from dlcore.autograd import (
     GradcheckError,
     Tensor,
     cross_entropy,
-    draw,
     gradcheck,
-    to_dot,
     topological_order,
 )
+from dlcore.graph_drawing import draw, to_dot
 
 
 def _inputs(
