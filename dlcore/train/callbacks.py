@@ -7,14 +7,14 @@ import math
 import os
 import pathlib
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from dlcore.train._checks import _check_int, _check_type
+from dlcore._checks import check_int, check_type
 from dlcore.train.checkpoint import save_checkpoint
 from dlcore.train.history import History
 
@@ -42,6 +42,12 @@ class TrainState:
     loader: Any = None  # the training data, for checkpoints of its shuffle state
     # in on_train_begin: every key fit may log, or None when a callback before this one may log more
     log_keys: frozenset[str] | None = None
+    callbacks: Sequence[
+        Callback
+    ] = ()  # all of fit's callbacks, in order (for checkpoints)
+    # this process's place in a torch.distributed group (0 and 1 when there is none)
+    rank: int = 0
+    world_size: int = 1
 
 
 def _check_monitor(owner: str, monitor: str, state: TrainState) -> None:
@@ -58,9 +64,28 @@ def _check_monitor(owner: str, monitor: str, state: TrainState) -> None:
 
 
 class Callback:
-    """Hooks into :func:`fit`. Subclass and override what you need; all hooks default to nothing."""
+    """Hooks into :func:`fit`. Subclass and override what you need; all hooks default to nothing.
+
+    Order of calls: ``on_train_begin`` (check configuration, reset), then per epoch
+    ``on_epoch_begin`` (``state.epoch`` is the epoch about to run, 1-based) and ``on_epoch_end``
+    (``state.logs`` holds its record), then ``on_train_end``. Callbacks that save checkpoints
+    (``saves_checkpoints = True``) run their ``on_epoch_end`` after every other callback, so a
+    checkpoint holds every callback's end-of-epoch state.
+
+    State that must survive a resume goes through ``state_dict()``/``load_state_dict()``, as for a
+    module: :class:`ModelCheckpoint` saves the state of each callback that overrides
+    ``state_dict`` keyed by class and position among them, and ``fit(resume_from=...)`` loads it
+    back after ``on_train_begin``; resuming with other stateful callbacks is an error (stateless
+    ones such as ``ModelCheckpoint`` may come and go). Return only what
+    ``torch.load(weights_only=True)`` reads: numbers, str, tensors, and dicts/lists of them.
+    """
+
+    saves_checkpoints: ClassVar[bool] = False
 
     def on_train_begin(self, state: TrainState) -> None:
+        pass
+
+    def on_epoch_begin(self, state: TrainState) -> None:
         pass
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -68,6 +93,20 @@ class Callback:
 
     def on_train_end(self, state: TrainState) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(
+                f"{type(self).__name__} keeps no state, but was given {sorted(state)}: "
+                "override load_state_dict to restore it"
+            )
+
+    @classmethod
+    def _stateful(cls) -> bool:
+        return cls.state_dict is not Callback.state_dict
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -95,7 +134,8 @@ class EarlyStopping(Callback):
 
     With ``restore_best=True`` the model's weights from the best epoch are put back when training
     ends (stopped early or not). ``best_epoch`` and ``stopped_epoch`` (0 if it never stopped) say what
-    happened.
+    happened. Its state (best score, patience count and, with ``restore_best``, the best weights)
+    travels in checkpoints, so a resumed run stops where an uninterrupted one does.
     """
 
     def __init__(
@@ -106,16 +146,16 @@ class EarlyStopping(Callback):
         mode: str = "min",
         restore_best: bool = True,
     ) -> None:
-        _check_type("monitor", monitor, str)
-        _check_type("min_delta", min_delta, (int, float))
-        _check_type("restore_best", restore_best, bool)
+        check_type("monitor", monitor, str)
+        check_type("min_delta", min_delta, (int, float))
+        check_type("restore_best", restore_best, bool)
         if not monitor or mode not in ("min", "max") or not min_delta >= 0:
             raise ValueError(
                 f"need monitor != '', mode 'min'/'max', min_delta >= 0; got "
                 f"monitor={monitor!r}, mode={mode!r}, min_delta={min_delta!r}"
             )
         self.monitor, self.min_delta = monitor, float(min_delta)
-        self.patience = _check_int("patience", patience, 0)
+        self.patience = check_int("patience", patience, 0)
         self.mode, self.restore_best = mode, restore_best
 
     def on_train_begin(self, state: TrainState) -> None:
@@ -147,13 +187,35 @@ class EarlyStopping(Callback):
         if self.restore_best and self._best_weights is not None:
             state.model.load_state_dict(self._best_weights)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+            "wait": self.wait,
+            "best_weights": self._best_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.stopped_epoch, self.wait = (
+            int(state["stopped_epoch"]),
+            int(state["wait"]),
+        )
+        self._best_weights = state["best_weights"]
+
 
 class ModelCheckpoint(Callback):
     """Save a resumable checkpoint every ``every`` epochs; ``path`` may contain ``{epoch}``.
 
-    ``extra={"scheduler": sched}`` saves ``sched.state_dict()`` with it, read back as
-    ``load_checkpoint(path)["extra"]["scheduler"]``: any object with a ``state_dict()``.
+    The checkpoint holds every callback's ``state_dict()`` (``fit(resume_from=path)`` puts them
+    back), so a scheduler stepped by :class:`LRSchedulerStep` needs nothing more. ``extra={"name":
+    obj}`` saves ``obj.state_dict()`` for other objects, read back as
+    ``load_checkpoint(path)["extra"]["name"]``. In a ``torch.distributed`` run only rank 0
+    writes (every rank holds the same weights).
     """
+
+    saves_checkpoints = True
 
     def __init__(
         self,
@@ -161,8 +223,8 @@ class ModelCheckpoint(Callback):
         every: int = 1,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        _check_type("path", path, (str, os.PathLike))
-        _check_type("extra", extra, Mapping, optional=True)
+        check_type("path", path, (str, os.PathLike))
+        check_type("extra", extra, Mapping, optional=True)
         for name, obj in (extra or {}).items():
             if not (
                 isinstance(name, str) and callable(getattr(obj, "state_dict", None))
@@ -172,13 +234,13 @@ class ModelCheckpoint(Callback):
                     f"{name!r}: "
                     f"{type(obj).__name__}"
                 )
-        self.path, self.every = os.fspath(path), _check_int("every", every, 1)
+        self.path, self.every = os.fspath(path), check_int("every", every, 1)
         _check_template(self.path)
         self.extra = dict(extra or {})
         self.saved: list[pathlib.Path] = []
 
     def on_epoch_end(self, state: TrainState) -> None:
-        if state.epoch % self.every == 0:
+        if state.epoch % self.every == 0 and state.rank == 0:
             path = self.path.format(epoch=state.epoch)  # checked in __init__
             s = state
             saved = save_checkpoint(
@@ -189,6 +251,11 @@ class ModelCheckpoint(Callback):
                 history=s.history,
                 loader=s.loader,
                 extra={name: obj.state_dict() for name, obj in self.extra.items()},
+                callback_states=[
+                    {"class": type(cb).__qualname__, "state": cb.state_dict()}
+                    for cb in s.callbacks
+                    if cb._stateful()
+                ],
             )
             self.saved.append(saved)
 
@@ -221,16 +288,11 @@ class LRSchedulerStep(Callback):
     Epoch e (1-based) trains at the rate the scheduler gives after e - 1 steps. ``ReduceLROnPlateau``
     steps on a logged value: ``LRSchedulerStep(plateau, monitor="val_loss")``.
 
-    The scheduler's state (its step count, a plateau's best value) is not in the model or the
-    optimizer. To resume, save it with the checkpoint — put this callback *before*
-    ``ModelCheckpoint(path, extra={"scheduler": sched})`` so the saved state is the stepped one —
-    and load it before ``fit(..., resume_from=path)``::
-
-        extra = load_checkpoint(path, restore_rng=False)["extra"]
-        sched.load_state_dict(extra["scheduler"])
-
-    A resumed ``fit`` whose scheduler has taken a different number of steps than the checkpoint's
-    epoch raises ``ValueError`` instead of training at the wrong rates.
+    The scheduler's state (its step count, a plateau's best value) is this callback's
+    ``state_dict()``: :class:`ModelCheckpoint` saves it and ``fit(resume_from=...)`` restores it.
+    An epoch that starts with the scheduler at another step than the epoch before it (a
+    scheduler stepped elsewhere, or a resume from a checkpoint without callback states) raises
+    ``ValueError`` instead of training at the wrong rates.
     """
 
     def __init__(
@@ -238,8 +300,8 @@ class LRSchedulerStep(Callback):
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         monitor: str | None = None,
     ) -> None:
-        _check_type("scheduler", scheduler, torch.optim.lr_scheduler.LRScheduler)
-        _check_type("monitor", monitor, str, optional=True)
+        check_type("scheduler", scheduler, torch.optim.lr_scheduler.LRScheduler)
+        check_type("monitor", monitor, str, optional=True)
         plateau = isinstance(scheduler, _Plateau)
         if plateau and not monitor:
             raise ValueError(
@@ -263,13 +325,14 @@ class LRSchedulerStep(Callback):
                 "scheduler drives a different optimizer than the one fit trains "
                 "with"
             )
+
+    def on_epoch_begin(self, state: TrainState) -> None:
         steps = self.scheduler.last_epoch  # 0 when built; +1 per step
-        if state.epoch > 0 and steps != state.epoch:  # resuming
+        if steps != state.epoch - 1:
             raise ValueError(
-                f"scheduler has taken {steps} steps, but training resumes after "
-                "epoch "
-                f"{state.epoch}: load its state from the checkpoint first (see "
-                "LRSchedulerStep)"
+                f"scheduler has taken {steps} steps, but epoch {state.epoch} is about to "
+                f"start: it should have taken {state.epoch - 1} (resume from a checkpoint "
+                "written by ModelCheckpoint, which saves it, or step it only here)"
             )
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -283,3 +346,9 @@ class LRSchedulerStep(Callback):
                 " (val_* keys need fit(..., val=...))"
             )
         self.scheduler.step(state.logs[self.monitor])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state["scheduler"])

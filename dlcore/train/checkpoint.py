@@ -6,15 +6,16 @@ import io
 import os
 import pathlib
 import random
-import tempfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dlcore.train._checks import _check_int, _check_type
+from dlcore._atomic import atomic_write
+from dlcore._checks import check_int, check_type
 from dlcore.train.history import History
 
 __all__ = ["save_checkpoint", "load_checkpoint"]
@@ -137,22 +138,26 @@ def save_checkpoint(
     history: History | None = None,
     loader: Any = None,
     extra: dict[str, Any] | None = None,
+    callback_states: list[dict[str, Any]] | None = None,
 ) -> pathlib.Path:
     """Atomically write a resumable checkpoint and return its path.
 
     Holds model and optimizer state, ``epoch``, the history, every RNG (torch CPU and CUDA, NumPy,
-    Python), the loader's shuffle state and ``extra``. NumPy scalars become Python numbers and
+    Python), the loader's shuffle state, ``extra`` and ``callback_states`` (what
+    :class:`~dlcore.train.ModelCheckpoint` gathers from every callback's ``state_dict()``, in
+    order, as ``{"class": name, "state": dict}``). NumPy scalars become Python numbers and
     NumPy arrays tensors (a loaded ``extra`` holds tensors); anything else ``torch.load(weights_only=True)``
     cannot rebuild raises ``TypeError`` naming its key. The bytes are loaded back before they are
     written to a temporary file in the same folder, fsynced, then renamed over ``path``: a bad
     payload or a crash mid-write leaves the previous checkpoint intact.
     """
-    _check_type("path", path, (str, os.PathLike))
-    _check_type("model", model, nn.Module)
-    _check_type("optimizer", optimizer, torch.optim.Optimizer, optional=True)
-    _check_int("epoch", epoch, 0)
-    _check_type("history", history, History, optional=True)
-    _check_type("extra", extra, dict, optional=True)
+    check_type("path", path, (str, os.PathLike))
+    check_type("model", model, nn.Module)
+    check_type("optimizer", optimizer, torch.optim.Optimizer, optional=True)
+    check_int("epoch", epoch, 0)
+    check_type("history", history, History, optional=True)
+    check_type("extra", extra, dict, optional=True)
+    check_type("callback_states", callback_states, list, optional=True)
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -168,21 +173,11 @@ def save_checkpoint(
         "rng": _rng_state(),
         "loader": _loader_state(loader),
         "extra": extra or {},
+        "callbacks": callback_states,
     }
     payload = {key: _plain(value, key) for key, value in payload.items()}
     data = _serialize(payload)
-    tmp = tempfile.NamedTemporaryFile(
-        delete=False, dir=path.parent, prefix=f".{path.name}."
-    )
-    try:
-        with tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        pathlib.Path(tmp.name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
     return path
 
 
@@ -194,20 +189,24 @@ def load_checkpoint(
     loader: Any = None,
     map_location: str | torch.device = "cpu",
     restore_rng: bool = True,
+    callbacks: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Read a :func:`save_checkpoint` file with ``torch.load(weights_only=True)``.
 
     Loads the state into ``model``, ``optimizer`` and ``loader`` when given, restores the global RNGs
     (unless ``restore_rng=False``) and returns the dict (``epoch``, ``history``, ``extra``, ...).
     Everything is checked before anything is copied: model keys, shapes and dtypes, the optimizer's
-    class and parameter groups, the loader's kind of state. A mismatch raises ``ValueError`` naming
-    the first differences and leaves ``model``, ``optimizer``, ``loader`` and the RNGs unchanged.
+    class and parameter groups, the loader's kind of state and, with ``callbacks``, that the
+    checkpoint's callback states belong to these callbacks (the stateful ones, as ``fit`` passes
+    them): the same classes in the same order (it checks only; ``fit`` loads them after ``on_train_begin``). A mismatch raises ``ValueError``
+    naming the first differences and leaves ``model``, ``optimizer``, ``loader`` and the RNGs
+    unchanged.
     """
-    _check_type("path", path, (str, os.PathLike))
-    _check_type("model", model, nn.Module, optional=True)
-    _check_type("optimizer", optimizer, torch.optim.Optimizer, optional=True)
-    _check_type("map_location", map_location, (str, torch.device))
-    _check_type("restore_rng", restore_rng, bool)
+    check_type("path", path, (str, os.PathLike))
+    check_type("model", model, nn.Module, optional=True)
+    check_type("optimizer", optimizer, torch.optim.Optimizer, optional=True)
+    check_type("map_location", map_location, (str, torch.device))
+    check_type("restore_rng", restore_rng, bool)
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint file at {str(path)!r}")
@@ -231,6 +230,8 @@ def load_checkpoint(
         _check_optimizer_state(
             optimizer, checkpoint["optimizer"], checkpoint.get("optimizer_class")
         )
+    if callbacks is not None:
+        _check_callbacks(callbacks, checkpoint.get("callbacks"))
     saved = checkpoint.get("loader")
     if loader is not None and saved is not None:
         generator = getattr(loader, "generator", None)
@@ -255,6 +256,19 @@ def load_checkpoint(
         else:
             loader.generator.set_state(saved["state"].cpu())
     return checkpoint
+
+
+def _check_callbacks(callbacks: Sequence[Any], saved: list[Any] | None) -> None:
+    if saved is None:  # saved without callbacks: fit warns about stateful ones
+        return
+    given = [type(cb).__qualname__ for cb in callbacks]
+    held = [entry["class"] for entry in saved]
+    if given != held:
+        raise ValueError(
+            f"callbacks differ from the checkpoint's: it holds the state of {held}, "
+            f"fit was given stateful callbacks {given}; resume with the same ones in the "
+            "same order"
+        )
 
 
 def _listed(problems: list[str]) -> str:

@@ -19,6 +19,8 @@ class History:
     """
 
     records: list[dict[str, float]] = field(default_factory=list)
+    # True when fit was interrupted (KeyboardInterrupt): the records are the completed epochs
+    interrupted: bool = False
 
     def keys(self) -> list[str]:
         seen: dict[str, None] = {}

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from dlcore._checks import check_int, check_type
 from dlcore.models import LogisticRegression
-from dlcore.train._checks import _check_int, _check_type
 from dlcore.train.callbacks import (
     Callback,
     EarlyStopping,
@@ -209,26 +209,69 @@ class _Sums:
     def stacked_losses(self) -> torch.Tensor:
         return torch.stack(self.losses).float()  # (num_batches,)
 
-    def results(self, per_mean: bool) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def results(
+        self, per_mean: bool, sync: bool = False
+    ) -> tuple[dict[str, float], int]:
+        """Per-sample loss and accuracy, and the sample count; with ``sync``, summed over every
+        rank first."""
+        loss_total = counts = None
         if self.losses:
             losses = self.stacked_losses()
             weights = (
                 torch.tensor(self.sizes, device=losses.device) if per_mean else 1
             )
-            # the one host sync of the pass
-            out["loss"] = float((losses * weights).sum()) / self.n
+            loss_total = (losses * weights).sum()
         if self.kind is not None:
             self.count_held()
-            # one sync for both counts
             counts = torch.stack(
                 [torch.stack(self.correct), torch.stack(self.bad)]
-            ).sum(1)
-            correct, bad = counts.tolist()
+            ).sum(1)  # (correct, bad)
+        n = self.n
+        if sync and _distributed():
+            loss_total, n, counts = _all_reduce_sums(loss_total, n, counts)
+        out: dict[str, float] = {}
+        if loss_total is not None:
+            out["loss"] = float(loss_total) / n  # a host sync
+        if counts is not None:
+            correct, bad = (int(c) for c in counts.tolist())  # one sync for both
             if bad:
                 raise ValueError(f"{self.name} has {bad} {_TARGETS[self.kind]}")
-            out["accuracy"] = correct / self.n
-        return out
+            out["accuracy"] = correct / n
+        return out, n
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _all_reduce_sums(
+    loss_total: torch.Tensor | None, n: int, counts: torch.Tensor | None
+) -> tuple[torch.Tensor | None, int, torch.Tensor | None]:
+    """Sum a pass's loss total, sample count and (correct, bad) counts over all ranks.
+
+    One ``all_reduce`` of a float64 vector; every rank must call it (``sync_metrics=True`` on
+    every rank), and the process group's timeout turns a missing rank into an error, not a hang.
+    """
+    device = (
+        loss_total.device
+        if loss_total is not None
+        else counts.device
+        if counts is not None
+        else torch.device("cpu")
+    )
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    parts = [
+        loss_total.double() if loss_total is not None else zero,
+        torch.tensor(float(n), dtype=torch.float64, device=device),
+        *(counts.double() if counts is not None else torch.zeros(2, device=device)),
+    ]
+    vector = torch.stack([p.to(torch.float64) for p in parts])
+    torch.distributed.all_reduce(vector)
+    return (
+        vector[0] if loss_total is not None else None,
+        int(vector[1]),
+        vector[2:].round().long() if counts is not None else None,
+    )
 
 
 def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -241,10 +284,11 @@ def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def _check_batch(batch: Any, name: str) -> None:
-    pair = isinstance(batch, Sequence) and len(batch) == 2
-    if not (pair and all(isinstance(t, torch.Tensor) for t in batch)):
+    tuple_ = isinstance(batch, Sequence) and len(batch) >= 2
+    if not (tuple_ and all(isinstance(t, torch.Tensor) for t in batch)):
         raise TypeError(
-            f"{name} must yield (x, y) pairs of tensors, got {type(batch).__name__}"
+            f"{name} must yield (x, y) or (x, y, *extra) tuples of tensors, got "
+            f"{type(batch).__name__}"
         )
 
 
@@ -270,11 +314,11 @@ def _train_epoch(
     for batch in bar if bar is not None else data:
         if first:
             _check_batch(batch, "train_data")
-        x, y = batch
-        x, y = _to(x, device), _to(y, device)
+        # extra tensors after (x, y) go to the loss (a teacher's logits for distillation)
+        x, y, *extra = (_to(t, device) for t in batch)
         optimizer.zero_grad(set_to_none=True)
         out = model(x)  # (B, C) or (B,)
-        loss = loss_fn(out, y)
+        loss = loss_fn(out, y, *extra)
         loss.backward()
         optimizer.step()
         if first:
@@ -315,7 +359,7 @@ def _model_device(
     model: nn.Module, device: str | torch.device | None
 ) -> torch.device:
     if device is not None:
-        _check_type("device", device, (str, torch.device))
+        check_type("device", device, (str, torch.device))
         try:
             model.to(torch.device(device))
         except (RuntimeError, ValueError, AssertionError) as err:
@@ -333,19 +377,24 @@ def evaluate(
     *,
     device: str | torch.device | None = None,
     metric: str = "auto",
+    sync_metrics: bool = False,
     _name: str = "data",  # fit passes "val", so errors name its argument
 ) -> dict[str, float]:
     """``{"loss", "accuracy", "n"}`` over ``data`` (loss only with ``loss_fn``; accuracy as in the
     package docstring), averaged per sample. Runs in eval mode under ``torch.inference_mode`` and puts
-    the model's train/eval mode back afterwards.
+    the model's train/eval mode back afterwards. Batches may carry extra tensors after ``(x, y)``;
+    they are passed to ``loss_fn(out, y, *extra)``. With ``sync_metrics=True`` in a
+    ``torch.distributed`` run, each rank evaluates its shard and the sums are all-reduced, so
+    every rank returns the metrics of the whole data (every rank must call it).
     """
-    _check_type("model", model, nn.Module)
+    check_type("model", model, nn.Module)
     _check_data(data, "data")
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(
             f"loss_fn must be callable or None, got {type(loss_fn).__name__}"
         )
     _check_metric(metric)
+    check_type("sync_metrics", sync_metrics, bool)
     per_mean = _loss_is_mean(loss_fn) if loss_fn is not None else True
     device = _model_device(model, device)
     was_training, sums = model.training, _Sums(name=_name)
@@ -355,13 +404,13 @@ def evaluate(
             for i, batch in enumerate(data):
                 if i == 0:
                     _check_batch(batch, "data")
-                x, y = (_to(t, device) for t in batch)
+                x, y, *extra = (_to(t, device) for t in batch)
                 out = model(x)
                 if i == 0:
                     sums.start(out, y, loss_fn, metric)
                 sums.add(
                     x.shape[0],
-                    loss_fn(out, y) if loss_fn is not None else None,
+                    loss_fn(out, y, *extra) if loss_fn is not None else None,
                     out,
                     y,
                 )
@@ -369,7 +418,8 @@ def evaluate(
         model.train(was_training)
     if sums.n == 0:
         raise ValueError("data yielded no samples")
-    return {**sums.results(per_mean), "n": sums.n}
+    results, n = sums.results(per_mean, sync=sync_metrics)
+    return {**results, "n": n}
 
 
 def fit(
@@ -387,6 +437,7 @@ def fit(
     log_every: int | None = None,
     resume_from: str | os.PathLike[str] | None = None,
     checkpoint_loader_state: bool = True,
+    sync_metrics: bool = False,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs (in total, counting resumed ones); return the History.
 
@@ -396,15 +447,29 @@ def fit(
     ``Epoch: 1 | loss: 0.2345 | train acc: 93.12% | val acc: 95.01%``. ``resume_from`` loads a
     checkpoint (model, optimizer, RNG and, with ``checkpoint_loader_state``, the loader's shuffle
     state) and continues where it stopped: the result equals an uninterrupted run bit for bit.
+    Callbacks' states (see :class:`Callback`) come back too; resume with the same callbacks.
+
+    Hooks for data-parallel training and distillation: batches may carry extra tensors after
+    ``(x, y)``, passed on as ``loss_fn(out, y, *extra)``; before each epoch ``fit`` calls
+    ``set_epoch(epoch - 1)`` on the loader, or on its ``sampler`` (a ``DistributedSampler``
+    reshuffles per epoch only so); in a ``torch.distributed`` run callbacks see ``state.rank``
+    (``ModelCheckpoint`` writes on rank 0 only) and ``sync_metrics=True`` all-reduces loss and
+    accuracy so every rank logs the global figures (every rank must pass it).
+
+    Interrupted (``KeyboardInterrupt``, the stop button in Jupyter), ``fit`` returns the History
+    of the completed epochs with ``history.interrupted = True`` and a warning instead of
+    raising. The model and optimizer then hold the state after the last completed optimizer step
+    (mid-epoch); ``on_train_end`` hooks do not run, so ``EarlyStopping`` has not restored its
+    best weights.
     """
-    _check_type("model", model, nn.Module)
+    check_type("model", model, nn.Module)
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    _check_type("optimizer", optimizer, torch.optim.Optimizer)
+    check_type("optimizer", optimizer, torch.optim.Optimizer)
     _check_data(train_data, "train_data")
     if val is not None:
         _check_data(val, "val")
-    _check_int("epochs", epochs, 1)
+    check_int("epochs", epochs, 1)
     if not isinstance(callbacks, (list, tuple)) or not all(
         isinstance(c, Callback) for c in callbacks
     ):
@@ -412,27 +477,34 @@ def fit(
             f"callbacks must be a list of Callback instances, got {callbacks!r:.80}"
         )
     _check_metric(metric)
-    _check_type("progress", progress, bool)
-    _check_type("checkpoint_loader_state", checkpoint_loader_state, bool)
+    check_type("progress", progress, bool)
+    check_type("checkpoint_loader_state", checkpoint_loader_state, bool)
+    check_type("sync_metrics", sync_metrics, bool)
     if log_every is not None:
-        _check_int("log_every", log_every, 1)
+        check_int("log_every", log_every, 1)
     per_mean = _loss_is_mean(loss_fn)
     device = _model_device(model, device)
     _check_optimizer_trains(optimizer, model)
 
-    history, start = History(), 0
+    history, start, checkpoint = History(), 0, None
     if resume_from is not None:
         checkpoint = load_checkpoint(
             resume_from,
             model,
             optimizer,
             loader=train_data if checkpoint_loader_state else None,
+            callbacks=[cb for cb in callbacks if cb._stateful()],
         )
         start = checkpoint["epoch"]
         if checkpoint.get("history") is not None:
             history = History.from_dict(checkpoint["history"])
+        _warn_on_resume(checkpoint, train_data, checkpoint_loader_state, epochs)
     loader = train_data if checkpoint_loader_state else None
     state = TrainState(model, optimizer, start, history, loader=loader)
+    state.callbacks = tuple(callbacks)
+    if _distributed():
+        state.rank = torch.distributed.get_rank()
+        state.world_size = torch.distributed.get_world_size()
     guard = any(isinstance(cb, NonFiniteGuard) for cb in callbacks)
     for i, cb in enumerate(callbacks):
         # what a monitor can name, known only while no user callback before it may log more
@@ -440,12 +512,20 @@ def fit(
         state.log_keys = _log_keys(val is not None, metric) if builtin else None
         cb.on_train_begin(state)
     state.log_keys = None
+    if checkpoint is not None:
+        _load_callback_states(callbacks, checkpoint.get("callbacks"))
+    # checkpoint writers last, so they save every other callback's end-of-epoch state
+    at_epoch_end = sorted(callbacks, key=lambda cb: cb.saves_checkpoints)
 
     epoch_bar = tqdm(
         total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch"
     )
     try:
         for epoch in range(start + 1, epochs + 1):
+            _set_epoch(train_data, epoch)
+            state.epoch = epoch
+            for cb in callbacks:
+                cb.on_epoch_begin(state)
             # a copy to fall back on if this epoch diverges; only paid for with NonFiniteGuard
             snapshot = (
                 copy.deepcopy((model.state_dict(), optimizer.state_dict()))
@@ -466,13 +546,21 @@ def fit(
             seconds = time.perf_counter() - t0
             if sums.n == 0:
                 raise ValueError("train_data yielded no batches")
-            record = {"epoch": float(epoch), **sums.results(per_mean)}
+            results, _ = sums.results(per_mean, sync=sync_metrics)
+            record = {"epoch": float(epoch), **results}
             if not math.isfinite(record["loss"]):
                 _non_finite(sums, epoch, optimizer, model, snapshot)
             else:  # a last step can write NaN into the weights while every loss was finite
                 _check_params_finite(model, sums, epoch, optimizer, snapshot)
             if val is not None:
-                scores = evaluate(model, val, loss_fn, metric=metric, _name="val")
+                scores = evaluate(
+                    model,
+                    val,
+                    loss_fn,
+                    metric=metric,
+                    sync_metrics=sync_metrics,
+                    _name="val",
+                )
                 record.update(
                     {f"val_{k}": v for k, v in scores.items() if k != "n"}
                 )
@@ -480,7 +568,7 @@ def fit(
             record["samples_per_s"] = sums.n / seconds if seconds > 0 else math.inf
             history.records.append(record)
             state.epoch, state.logs = epoch, record
-            for cb in callbacks:
+            for cb in at_epoch_end:
                 cb.on_epoch_end(state)
             epoch_bar.update(1)
             epoch_bar.set_postfix(
@@ -490,11 +578,77 @@ def fit(
                 (tqdm.write if progress else print)(_log_line(record))
             if state.stop:
                 break
+    except KeyboardInterrupt:
+        history.interrupted = True
+        warnings.warn(
+            f"fit interrupted during epoch {state.epoch}: the History holds the "
+            f"{len(history)} completed epochs; the model holds the weights after the last "
+            "completed step (mid-epoch), and on_train_end hooks did not run",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return history
     finally:
         epoch_bar.close()
     for cb in callbacks:
         cb.on_train_end(state)
     return history
+
+
+def _set_epoch(train_data: Any, epoch: int) -> None:
+    """``set_epoch(epoch - 1)`` on the loader or its sampler, as torch's DDP examples do."""
+    for obj in (train_data, getattr(train_data, "sampler", None)):
+        set_epoch = getattr(obj, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch - 1)
+            return
+
+
+def _warn_on_resume(
+    checkpoint: dict[str, Any], train_data: Any, loader_state: bool, epochs: int
+) -> None:
+    """Resumes that silently train nothing, or train on other batches than the straight run."""
+    start = checkpoint["epoch"]
+    if epochs <= start:
+        warnings.warn(
+            f"the checkpoint is at epoch {start} and epochs={epochs}: nothing to train "
+            "(epochs counts every epoch, the resumed ones included)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    has_state = hasattr(train_data, "state_dict") or isinstance(
+        getattr(train_data, "generator", None), torch.Generator
+    )
+    if has_state and (not loader_state or checkpoint.get("loader") is None):
+        why = (
+            "checkpoint_loader_state=False"
+            if not loader_state
+            else "the checkpoint holds no loader state"
+        )
+        warnings.warn(
+            f"resuming without the loader's shuffle state ({why}): the batches, and so "
+            "the result, differ from an uninterrupted run",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _load_callback_states(
+    callbacks: Sequence[Callback], saved: list[dict[str, Any]] | None
+) -> None:
+    if saved is None:
+        stateful = [type(cb).__name__ for cb in callbacks if cb._stateful()]
+        if stateful:
+            warnings.warn(
+                f"the checkpoint holds no callback states: {stateful} start afresh "
+                "(checkpoints written by ModelCheckpoint hold them)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return
+    stateful = [cb for cb in callbacks if cb._stateful()]
+    for cb, entry in zip(stateful, saved):  # classes checked by load_checkpoint
+        cb.load_state_dict(entry["state"])
 
 
 _BUILTIN = (NonFiniteGuard, EarlyStopping, ModelCheckpoint, LRSchedulerStep)
