@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlcore._checks import check_bool, check_choice, check_int, check_real
 from dlcore.runtime import as_device
 
 __all__ = [
@@ -41,16 +42,6 @@ __all__ = [
     "MLP",
     "LeNet300_100",
 ]
-
-
-def _check_features(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"{name} must be an int, got {type(value).__name__} ({value!r})"
-        )
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_input(x: object, in_features: int) -> torch.Tensor:
@@ -91,10 +82,10 @@ class _Affine(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features = _check_features("in_features", in_features)
+        self.in_features = check_int("in_features", in_features, minimum=1)
         _check_factory(device, dtype)
         self.linear = nn.Linear(
-            in_features, out_features, device=device, dtype=dtype
+            self.in_features, out_features, device=device, dtype=dtype
         )
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
@@ -310,8 +301,8 @@ class SoftmaxRegression(_ClassScores, _Affine):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        self.num_classes = _check_features("num_classes", num_classes, minimum=2)
-        super().__init__(in_features, num_classes, device=device, dtype=dtype)
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        super().__init__(in_features, self.num_classes, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _check_input(x, self.in_features)  # (N, d)
@@ -379,12 +370,7 @@ def least_squares(
             f"y must have x's dtype and device ({x.dtype}, {x.device}), got "
             f"({y.dtype}, {y.device})"
         )
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)):
-        raise TypeError(
-            f"ridge must be a float, got {type(ridge).__name__} ({ridge!r})"
-        )
-    if not math.isfinite(ridge) or ridge < 0:
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+    ridge = check_real("ridge", ridge, low=0.0)
     if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise ValueError("x and y must be finite (found nan or inf)")
 
@@ -482,24 +468,15 @@ class MLP(_ClassScores, nn.Module):
                 f"{sizes!r}"
             )
         self.sizes = tuple(
-            _check_features(f"sizes[{i}]", s) for i, s in enumerate(sizes)
+            check_int(f"sizes[{i}]", s, minimum=1) for i, s in enumerate(sizes)
         )
-        if activation not in ACTIVATIONS:
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got "
-                f"{activation!r}"
-            )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise TypeError(
-                f"dropout must be a float, got {type(dropout).__name__} "
-                f"({dropout!r})"
-            )
-        if not 0.0 <= dropout < 1.0:
+        check_choice("activation", activation, sorted(ACTIVATIONS))
+        dropout = check_real("dropout", dropout, low=0.0)
+        if dropout >= 1.0:  # 1 would zero every hidden unit
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {bias!r}")
+        bias = check_bool("bias", bias)
         _check_factory(device, dtype)
-        self.activation, self.dropout = activation, float(dropout)
+        self.activation, self.dropout = activation, dropout
 
         layers: list[nn.Module] = [nn.Flatten()]
         pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
@@ -525,17 +502,8 @@ class MLP(_ClassScores, nn.Module):
         self, init: str = "default", init_std: float = 0.01
     ) -> None:
         """Re-initialise every linear layer with the scheme ``init`` (see above)."""
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
-            raise TypeError(
-                f"init_std must be a float, got {type(init_std).__name__} "
-                f"({init_std!r})"
-            )
-        if not (math.isfinite(init_std) and init_std > 0):
-            raise ValueError(
-                f"init_std must be a finite float > 0, got {init_std!r}"
-            )
+        check_choice("init", init, INITS)
+        init_std = check_real("init_std", init_std, low=0.0, low_open=True)
         for layer in self.linears:
             if init == "default":
                 layer.reset_parameters()
@@ -548,7 +516,7 @@ class MLP(_ClassScores, nn.Module):
             elif init == "zeros":
                 nn.init.zeros_(layer.weight)
             else:
-                nn.init.normal_(layer.weight, std=float(init_std))
+                nn.init.normal_(layer.weight, std=init_std)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
 

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlcore._checks import check_bool, check_seed
+
 __all__ = ["as_device", "get_device", "seed_everything", "env_report", "EnvReport"]
 
 _DEVICE_ENV = "DLCORE_DEVICE"
@@ -98,19 +100,8 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
 
 
 def _check_seed(seed: Any, name: str = "seed") -> int:
-    """``seed`` as an int in [0, 2**32): the range Python, NumPy, scikit-learn and torch all take.
-
-    Every function of dlcore that takes a seed checks it here, so a seed that one of the
-    generators would refuse (NumPy and scikit-learn stop at 2**32, torch at 2**64) fails at the
-    call, naming the argument, not inside a library.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"{name} must be an int, got {type(seed).__name__} ({seed!r})"
-        )
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"{name} must be in [0, 2**32), got {seed}")
-    return int(seed)
+    """Deprecated alias: ``dlcore._checks.check_seed(name, seed)`` (note the order)."""
+    return check_seed(name, seed)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
@@ -119,10 +110,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     ``deterministic=True`` also asks torch for deterministic kernels (slower on GPU; on CPU our code
     is already deterministic for a fixed thread count).
     """
-    seed = _check_seed(seed)
-    if not isinstance(deterministic, bool):
-        raise TypeError(f"deterministic must be a bool, got {deterministic!r}")
-    seed = int(seed)
+    seed = check_seed("seed", seed)
+    deterministic = check_bool("deterministic", deterministic)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too

@@ -392,7 +392,7 @@ def test_least_squares_detaches_and_keeps_dtype() -> None:
             torch.zeros(3),
             {"ridge": "1"},
             TypeError,
-            "ridge must be a float",
+            "ridge must be a real number",
         ),
         (torch.zeros(3, 2), torch.zeros(3), {"ridge": True}, TypeError, "ridge"),
         (

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dlcore._checks import check_bool, check_type
+
 __all__ = ["count_params", "count_flops", "flops_per_sample", "model_bytes"]
 
 
@@ -21,10 +23,8 @@ __all__ = ["count_params", "count_flops", "flops_per_sample", "model_bytes"]
 
 def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
     """Number of parameters (shared parameters counted once). 784-500-10 MLP: 397,510."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(trainable_only, bool):
-        raise TypeError(f"trainable_only must be a bool, got {trainable_only!r}")
+    check_type("model", model, nn.Module)
+    trainable_only = check_bool("trainable_only", trainable_only)
     total = 0
     for name, p in model.named_parameters():
         if isinstance(p, nn.parameter.UninitializedParameter):
@@ -62,8 +62,7 @@ def count_flops(
         raise TypeError(
             f"fn_or_model must be callable, got {type(fn_or_model).__name__}"
         )
-    if not isinstance(backward, bool):
-        raise TypeError(f"backward must be a bool, got {backward!r}")
+    backward = check_bool("backward", backward)
     with FlopCounterMode(display=False) as counter:
         out = fn_or_model(*inputs, **kwargs)
         if backward:
@@ -105,8 +104,7 @@ def flops_per_sample(model: Callable[..., Any], x: torch.Tensor) -> float:
 
 def model_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())`` — what shipping the model costs."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_type("model", model, nn.Module)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes

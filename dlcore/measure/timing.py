@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import html
 import logging
-import math
-import numbers
 import statistics
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -19,6 +17,7 @@ from typing import Any
 
 import torch
 
+from dlcore._checks import check_int, check_real, check_type
 from dlcore.measure.units import _sig, _time_unit, format_seconds
 from dlcore.runtime import as_device, get_device
 
@@ -45,15 +44,6 @@ class Timing:
         iqr = _sig(self.iqr * scale, 2)
         text = f"{format_seconds(self.median)} ± {iqr} {unit} (median ± IQR of {self.runs} runs)"
         return f"{self.label}: {text}" if self.label else text
-
-
-def _check_positive_seconds(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(
-            f"{name} must be a positive finite number of seconds, got {value!r}"
-        )
 
 
 def _torch_benchmark() -> Any:
@@ -95,9 +85,8 @@ def time_it(
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
-    _check_positive_seconds(min_run_time, "min_run_time")
-    if not isinstance(label, str):
-        raise TypeError(f"label must be a str, got {type(label).__name__}")
+    min_run_time = check_real("min_run_time", min_run_time, low=0.0, low_open=True)
+    check_type("label", label, str)
     as_device(device)
     dev = get_device(device) if device is not None else None
     benchmark = _torch_benchmark()
@@ -113,7 +102,7 @@ def time_it(
         else nullcontext()
     )
     with current:
-        m = timer.blocked_autorange(min_run_time=float(min_run_time))
+        m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(
         median=float(m.median),
         iqr=float(m.iqr),
@@ -248,15 +237,12 @@ def compare_times(
             raise TypeError(
                 f"contenders[{name!r}] must be callable, got {type(fn).__name__}"
             )
-    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral):
-        raise TypeError(f"rounds must be an int, got {rounds!r}")
-    if rounds < 1:
-        raise ValueError(f"rounds must be at least 1, got {rounds}")
-    _check_positive_seconds(min_run_time, "min_run_time")
+    rounds = check_int("rounds", rounds, minimum=1)
+    min_run_time = check_real("min_run_time", min_run_time, low=0.0, low_open=True)
     as_device(device)
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(int(rounds)):
+    for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             timing = time_it(
@@ -266,7 +252,7 @@ def compare_times(
     return Comparison(
         times={name: tuple(ts) for name, ts in times.items()},
         median={name: statistics.median(ts) for name, ts in times.items()},
-        rounds=int(rounds),
+        rounds=rounds,
     )
 
 
@@ -290,21 +276,19 @@ def matmul_peak_flops(
     dev = get_device(device)
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise TypeError(f"sizes must be a sequence of positive ints, got {sizes!r}")
-    sizes = tuple(sizes)
-    if not sizes or any(
-        isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1
-        for n in sizes
-    ):
+    sizes = tuple(
+        check_int(f"sizes[{i}]", n, minimum=1) for i, n in enumerate(sizes)
+    )
+    if not sizes:
         raise ValueError(
             f"sizes must be a non-empty sequence of positive ints, got {sizes!r}"
         )
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    _check_positive_seconds(min_run_time, "min_run_time")
+    min_run_time = check_real("min_run_time", min_run_time, low=0.0, low_open=True)
     g = torch.Generator().manual_seed(0)
     best = 0.0
     for n in sizes:
-        n = int(n)
         a = torch.randn(n, n, generator=g).to(dev, dtype)
         b = torch.randn(n, n, generator=g).to(dev, dtype)
         out = torch.empty(n, n, device=dev, dtype=dtype)

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import torch
 
+from dlcore._checks import check_real
+
 __all__ = ["format_bytes", "format_count", "format_seconds", "format_value"]
 
 
-def _as_real(value: Any, what: str) -> float:
-    """``value`` as a finite float; ints, floats, NumPy scalars and 0-d tensors are accepted."""
+def _as_real(value: Any, what: str, low: float | None = None) -> float:
+    """``check_real(what, value, low)``, and a 0-d tensor (a loss, ``acc.mean()``) taken as
+    its value."""
     if isinstance(value, torch.Tensor):
-        if value.ndim != 0 or value.is_complex():
+        if value.ndim != 0:
             raise ValueError(
-                f"{what} must be a real number or 0-d tensor, got {value!r}"
+                f"{what} must be a real number or 0-d tensor, got shape "
+                f"{tuple(value.shape)}"
             )
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{what} must be a finite real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite real number, got {value!r}")
-    return value
+        value = (
+            value.item()
+        )  # a complex or bool tensor's item fails the check below
+    return check_real(what, value, low=low)
 
 
 def _sig(x: float, digits: int) -> str:
@@ -51,10 +50,7 @@ def _scaled(
 
 def format_bytes(n: Any) -> str:
     """Bytes in SI units with one decimal: ``1_590_000 -> '1.6 MB'``, ``512 -> '512 B'``."""
-    value = _as_real(n, "n")
-    if value < 0:
-        raise ValueError(f"n must be a non-negative number of bytes, got {n!r}")
-    return _scaled(value, ("", "k", "M", "G", "T", "P"), "B")
+    return _scaled(_as_real(n, "n", low=0), ("", "k", "M", "G", "T", "P"), "B")
 
 
 def format_count(n: Any) -> str:
