@@ -813,10 +813,12 @@ def test_ledger_save_is_atomic(tmp_path, monkeypatch):
     bigger = filled_ledger()
     bigger.add("third", returns={"test_acc": 0.5})
 
-    def broken_dump(*args, **kwargs):
+    import dlcore._atomic
+
+    def broken_fsync(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(measure.ledger.json, "dump", broken_dump)
+    monkeypatch.setattr(dlcore._atomic.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         bigger.save(path)
     monkeypatch.undo()
@@ -824,7 +826,7 @@ def test_ledger_save_is_atomic(tmp_path, monkeypatch):
     def broken_replace(*args, **kwargs):
         raise OSError("rename failed")
 
-    monkeypatch.setattr(measure.ledger.os, "replace", broken_replace)
+    monkeypatch.setattr(dlcore._atomic.os, "replace", broken_replace)
     with pytest.raises(OSError, match="rename failed"):
         bigger.save(path)
     monkeypatch.undo()

@@ -1,4 +1,5 @@
-"""The Ledger: one row per experiment, its investment (costs) beside its return, as a table and a plot."""
+"""The Ledger: one row per experiment, its investment (costs) beside its return, as a table
+(``dlcore.plot.plot_ledger`` draws it: plot sits above measure in the import order)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import html
 import json
 import numbers
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from dlcore._atomic import atomic_write
 from dlcore.measure.memory import track_memory
 from dlcore.measure.units import _as_real, format_value
 from dlcore.runtime import as_device, get_device
@@ -243,7 +244,7 @@ def _columns(rows: list[Row], attr: str, known: dict[str, str]) -> list[str]:
 class Ledger:
     """Rows of (investment, return), one per experiment — the book's spine.
 
-    Row names are unique within a ledger (they label the points of :meth:`plot`). The ledger
+    Row names are unique within a ledger (they label the points of ``dlcore.plot.plot_ledger``). The ledger
     renders as a table in a notebook, saves to JSON, and :meth:`concat` joins the chapters'
     ledgers for the ROI chapter. ``device``: whose clock and memory :meth:`Row.timed` measures
     in this ledger's rows (default :func:`dlcore.get_device`). ::
@@ -256,7 +257,7 @@ class Ledger:
             row.invest(params=count_params(model), flops_per_sample=flops)
             row.returns(test_acc=evaluate(model, test)["accuracy"])
         ledger  # renders as a table in the notebook
-        ledger.plot(x="train_s", y="test_acc")
+        plot_ledger(ledger, x="train_s", y="test_acc")  # from dlcore.plot
     """
 
     def __init__(
@@ -444,25 +445,9 @@ class Ledger:
         caption = f"<caption>ledger: {html.escape(self.name)}</caption>"
         return f"<table>{caption}<thead><tr>{groups}</tr><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
-    def plot(
-        self,
-        x: str = "train_s",
-        y: str = "test_acc",
-        *,
-        ax: Any = None,
-        logx: bool | None = None,
-    ) -> Any:
-        """Cost ``x`` against return ``y``, one labelled point per row (see ``dlcore.plot``)."""
-        # plot sits above measure in the import order
-        from dlcore.plot import (
-            plot_ledger,
-        )
-
-        return plot_ledger(self, x, y, ax=ax, logx=logx)
-
     # ---- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write JSON atomically: a temporary file in the same folder, then ``os.replace``."""
+        """Write JSON atomically (``dlcore._atomic.atomic_write``): never half a file."""
         _check_path(path)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -480,18 +465,8 @@ class Ledger:
                 for r in self.rows
             ],
         }
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, ensure_ascii=False, allow_nan=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False)
+        atomic_write(path, text)
         return path
 
     @classmethod
