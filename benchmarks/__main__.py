@@ -10,10 +10,8 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
 import pkgutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +19,7 @@ import torch
 import benchmarks
 import dlcore
 from benchmarks.case import run_case
+from dlcore._atomic import atomic_write
 from dlcore.measure import format_seconds
 
 SKIP = {"case", "__main__"}
@@ -88,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "env": dict(report.rows()),
         "results": [dataclasses.asdict(r) for r in results],
     }
-    with tempfile.NamedTemporaryFile(
-        "w", dir=out.parent, delete=False, suffix=".tmp"
-    ) as tmp:
-        json.dump(payload, tmp, indent=2)
-    os.replace(tmp.name, out)
+    atomic_write(out, json.dumps(payload, indent=2))
     print(f"wrote {out}")
     # Benchmarks report; they do not fail the build (shared machines are noisy). Missed targets say NO.
     return 0

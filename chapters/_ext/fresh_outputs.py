@@ -27,13 +27,14 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from numerics import VARIABLES as NUMERICS_VARIABLES
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util import logging
+
+from dlcore._atomic import atomic_write
 
 __all__ = ["fingerprint", "setup"]
 
@@ -92,14 +93,6 @@ def _digest(parts: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _check_cache(app: Sphinx) -> None:
     parts = fingerprint(list(app.config.fresh_outputs_packages))
     app.fresh_outputs_digest = _digest(parts)
@@ -127,7 +120,7 @@ def _check_cache(app: Sphinx) -> None:
     stamp_text = json.dumps(
         {"digest": app.fresh_outputs_digest, "parts": parts}, indent=1
     )
-    _write_atomically(stamp, stamp_text)
+    atomic_write(stamp, stamp_text)
 
 
 def _outdated(

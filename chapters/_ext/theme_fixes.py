@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
 import nbformat
 from sphinx.application import Sphinx
+
+from dlcore._atomic import atomic_write
 
 __all__ = ["setup"]
 
@@ -61,9 +62,7 @@ def _has_outputs(notebook: nbformat.NotebookNode) -> bool:
 
 def _write_notebook(notebook: nbformat.NotebookNode, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    nbformat.write(notebook, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, nbformat.writes(notebook))
 
 
 def _ship_executed_notebooks(app: Sphinx, exception: Exception | None) -> None:
