@@ -17,7 +17,6 @@ import random
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -97,11 +96,6 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     device = as_device(choice, name=source)  # checks that this machine has it
     assert device is not None  # choice is set
     return device
-
-
-def _check_seed(seed: Any, name: str = "seed") -> int:
-    """Deprecated alias: ``dlcore._checks.check_seed(name, seed)`` (note the order)."""
-    return check_seed(name, seed)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
