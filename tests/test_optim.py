@@ -379,6 +379,23 @@ def test_loads_torch_state_dict_mid_run(name: str) -> None:
         assert torch.equal(p[k], q[k]), k
 
 
+def test_a_group_saved_without_a_newer_key_gets_the_default() -> None:
+    p = torch.ones(2, requires_grad=True)
+    old = torch.optim.Adam([p], lr=0.1).state_dict()
+    del old["param_groups"][0][
+        "decoupled_weight_decay"
+    ]  # torch before 2.6 had none
+    opt = optim.Adam([p], lr=0.5)
+    opt.load_state_dict(old)
+    assert opt.param_groups[0]["decoupled_weight_decay"] is False
+    assert opt.param_groups[0]["lr"] == 0.1
+    p.grad = torch.ones(2)
+    opt.step()
+    assert torch.allclose(
+        p, torch.full((2,), 0.9)
+    )  # Adam's first step: lr * sign(g)
+
+
 # ----------------------------------------------------------------------------- behaviour
 
 

@@ -119,6 +119,14 @@ class ParamwiseOptimizer(torch.optim.Optimizer):
             self._check_group(dict(group), f"state_dict['param_groups'][{i}]")
         super().load_state_dict(state_dict)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # load_state_dict and unpickling come through here: a group saved by an older
+        # torch or dlcore may lack a newer hyper-parameter; it gets the default
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()``'s loss.
