@@ -277,7 +277,7 @@ def test_float64_trajectory_equals_torch_bitwise(name: str) -> None:
 
 @pytest.mark.parametrize("name", RICH)
 def test_group_added_mid_run_equals_torch(name: str) -> None:
-    # the late group's step counts lag the others': the foreach path corrects per tensor
+    # add_param_group mid-run: the new group's state starts then, its step count lags
     ours, ref, lr, kw = RICH[name]
     run_lockstep(_factories(ours, ref, lr, kw), lr, steps=60, late_group_at=30)
 
@@ -456,6 +456,31 @@ def test_params_without_grad_are_untouched_and_get_no_state(
     assert torch.equal(idle, torch.ones(3)) and idle not in opt.state
     if "step" in opt.state[live]:
         assert opt.state[live]["step"].item() == 3
+
+
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+        (optim.Adagrad, dict()),
+        (optim.RMSprop, dict(centered=True, momentum=0.9)),
+        (optim.Adam, dict(amsgrad=True)),
+    ],
+)
+@pytest.mark.parametrize("foreach", [False, True])
+def test_grads_are_left_as_they_were(
+    cls: type, kw: dict[str, Any], foreach: bool
+) -> None:
+    """torch's foreach SGD with Nesterov (no decay, no maximize) adds the buffer into
+    p.grad in place; dlcore's paths never write to a gradient."""
+    p = make_params()
+    opt = cls(list(p.values()), foreach=foreach, **kw)
+    for t in range(3):
+        set_grads(p, t)
+        before = {k: v.grad.clone() for k, v in p.items() if v.grad is not None}
+        opt.step()
+        for k, g in before.items():
+            assert torch.equal(p[k].grad, g), (t, k)
 
 
 def test_step_returns_none_without_closure_and_skips_empty_groups() -> None:
@@ -655,6 +680,12 @@ def test_bad_closure_and_sparse_grads_are_refused() -> None:
     p.grad = torch.zeros(3).to_sparse()
     with pytest.raises(TypeError, match=r"sparse gradients are not supported"):
         opt.step()
+    q, r = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = optim.SGD([{"params": [q]}, {"params": [r]}], lr=0.1)
+    q.grad, r.grad = torch.ones(2), torch.ones(2).to_sparse()
+    with pytest.raises(TypeError, match=r"param group 1, parameter 0"):
+        opt.step()
+    assert torch.equal(q, torch.zeros(2))  # refused before any group moved
 
 
 # ----------------------------------------------------------------------------- memory

@@ -88,7 +88,7 @@ def adam_step_foreach(
     if amsgrad:
         vs = [s["max_exp_avg_sq"] for s in states]
         torch._foreach_maximum_(vs, [s["exp_avg_sq"] for s in states])
-    # per tensor: parameters added to the optimizer later have their own step count
+    # per tensor: a parameter whose grad was sometimes None has taken fewer steps
     counts = [s.item() for s in steps]
     minus_step_size = [-(lr / (1 - beta1**t)) for t in counts]
     bias_correction2_sqrt = [(1 - beta2**t) ** 0.5 for t in counts]

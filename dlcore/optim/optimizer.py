@@ -143,17 +143,21 @@ class ParamwiseOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for g, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            for i, grad in enumerate(grads):
-                if grad.is_sparse:
+        with_grad = [
+            [p for p in g["params"] if p.grad is not None]
+            for g in self.param_groups
+        ]
+        for g, params in enumerate(with_grad):  # all checked before any update
+            for i, p in enumerate(params):
+                if p.grad.is_sparse:
                     raise TypeError(
                         f"sparse gradients are not supported (param group {g}, "
                         f"parameter {i} with a gradient)"
                     )
+        for group, params in zip(self.param_groups, with_grad):
+            if not params:
+                continue
+            grads = [p.grad for p in params]
             states = [self._state(p, group) for p in params]
             hyper = {key: group[key] for key in self.hyperparameters}
             if group["foreach"]:
