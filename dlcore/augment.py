@@ -17,8 +17,9 @@ t_b ~ U(-2 shift, 2 shift)^2 (in ``affine_grid``'s coordinates, where the image 
     q = R(a_b) p / s_b + t_b            R(a) = [[cos a, -sin a], [sin a, cos a]]
 
 (bilinear interpolation): the content turns by -a_b, grows by s_b and moves by -s_b R(-a_b) t_b,
-up to about ``shift`` of the image size. Where q falls outside the input the output is ``fill``; pass
-the value of a blank pixel, which after normalisation is not 0.
+up to about ``shift`` of the image size. Where q falls outside the input the output is ``fill``
+(at the edge, image and ``fill`` blended by the bilinear weights); pass the value of a blank pixel,
+which after normalisation is not 0.
 """
 
 from __future__ import annotations
@@ -30,28 +31,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dlcore._checks import check_seed
+from dlcore._checks import check_real, check_seed, check_type
 
 __all__ = ["random_affine", "AugmentedLoader"]
-
-
-def _check_real(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name} must be a real number, got {type(value).__name__} ({value!r})"
-        )
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(
-            f"{name} must be finite and in [{low}, {high}], got {value!r}"
-        )
-    return float(value)
 
 
 def _check_scale(scale: object) -> tuple[float, float]:
     if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
         raise TypeError(f"scale must be a (low, high) pair, got {scale!r}")
-    low = _check_real("scale[0]", scale[0], 1e-3, 1e3)
-    high = _check_real("scale[1]", scale[1], 1e-3, 1e3)
+    low = check_real("scale[0]", scale[0], 1e-3, 1e3)
+    high = check_real("scale[1]", scale[1], 1e-3, 1e3)
     if low > high:
         raise ValueError(f"scale must have low <= high, got {scale!r}")
     return low, high
@@ -72,24 +61,24 @@ def random_affine(
     Parameters are drawn from ``generator`` (on its device; a CPU generator gives
     the same images on every device): rotation up to ±``degrees``, zoom in
     ``scale``, shift up to ±``shift`` of the image size along each axis. Uncovered
-    pixels take the value ``fill``. Returns a new tensor with the shape, dtype and
-    device of ``x``.
+    pixels take the value ``fill`` (which must be finite in ``x``'s dtype). Returns a
+    new tensor with the shape, dtype and device of ``x``.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    check_type("x", x, torch.Tensor)
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(
             f"x must be a floating (B, C, H, W) batch, got {tuple(x.shape)} "
             f"{x.dtype}"
         )
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator, got {type(generator).__name__}"
-        )
-    degrees = _check_real("degrees", degrees, 0.0, 180.0)
-    shift = _check_real("shift", shift, 0.0, 1.0)
+    check_type("generator", generator, torch.Generator)
+    degrees = check_real("degrees", degrees, 0.0, 180.0)
+    shift = check_real("shift", shift, 0.0, 1.0)
     low, high = _check_scale(scale)
-    fill = _check_real("fill", fill, -math.inf, math.inf)
+    fill = check_real("fill", fill)
+    if abs(fill) > torch.finfo(x.dtype).max:
+        raise ValueError(
+            f"fill must be finite in x's dtype {x.dtype}, got {fill!r}"
+        )
 
     b, g = x.shape[0], generator
     if b == 0:  # nothing to move (affine_grid refuses an empty batch)
@@ -108,8 +97,31 @@ def random_affine(
         1,
     ).to(device=x.device, dtype=x.dtype)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
-    # grid_sample pads with zeros: shift the images so the padding lands on `fill`
-    return F.grid_sample(x - fill, grid, align_corners=False) + fill
+    out = F.grid_sample(x, grid, align_corners=False)  # 0 outside the input
+    if fill == 0:
+        return out
+    # Blend, not shift: sampling x - fill and adding fill back (as this did) loses
+    # the image to rounding once |fill| dwarfs it (fill 1e8 moved pixels by 0.99).
+    return out.add_(_outside_weight(grid, x.shape[-2:]), alpha=fill)
+
+
+def _outside_weight(grid: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """The share of bilinear weight that sampling at ``grid`` (B, H, W, 2) puts
+    outside an image of ``size`` (H, W), as (B, 1, H, W): exactly 0 where all four
+    neighbours are inside, exactly 1 where none is.
+
+    ``1 - grid_sample(ones)`` is the same in exact arithmetic, but rounding leaves
+    up to 6e-8 inside the image, which a fill of 1e8 turns into 6.
+    """
+    # in float32 at least: float16 weights would be coarser than the blend needs
+    grid = grid.to(torch.promote_types(grid.dtype, torch.float32))
+    inside = []  # per axis, (B, H, W); contiguous copies: strided ops are ~5x slower
+    for coord, n in zip(grid.movedim(-1, 0).contiguous(), (size[1], size[0])):
+        # Along an axis of n pixels the weight on pixels inside is 1 up to n/2 - 1/2
+        # pixels from the centre (pixel centres 0 and n - 1), 0 from a pixel further.
+        from_centre = (coord * (n / 2)).abs_()  # in pixels (align_corners=False)
+        inside.append(((n + 1) / 2 - from_centre).clamp_(0, 1))
+    return (1 - inside[0] * inside[1]).unsqueeze(1)
 
 
 class AugmentedLoader:
