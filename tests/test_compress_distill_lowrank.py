@@ -17,10 +17,13 @@ from dlcore.compress import (
     low_rank,
     magnitude_prune,
     nonzero_params,
+    quantize_dynamic_ao,
+    quantize_dynamic_torchao,
     quantize_linears,
     rank_for_energy,
     rank_for_flops,
     teacher_logits,
+    torchao_available,
 )
 from dlcore.data import TensorLoader
 from dlcore.measure import Ledger, count_flops
@@ -241,3 +244,21 @@ def test_compression_costs_fill_a_ledger_row() -> None:
         compression_costs(model, x, batch_sizes=(0,))
     with pytest.raises(ValueError, match="example must be a batch"):
         compression_costs(model, torch.tensor(1.0))
+
+
+@pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated")
+def test_nonzero_params_reads_every_quantized_storage() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    dense = nonzero_params(model)
+    assert dense == 784 * 64 + 64 + 64 * 10 + 10
+    variants = {
+        "ours": quantize_linears(model),
+        "weight only": quantize_linears(model, mode="weight_only"),
+        "torch.ao": quantize_dynamic_ao(model),
+    }
+    if torchao_available():
+        variants["torchao"] = quantize_dynamic_torchao(model)
+    for name, q in variants.items():
+        # the few weights that round to 0 drop out; the rest count, however packed
+        assert 0.98 * dense < nonzero_params(q) <= dense, name

@@ -26,24 +26,59 @@ from dlcore.train import evaluate
 __all__ = ["nonzero_params", "compression_costs"]
 
 
+def _nonzero(t: torch.Tensor) -> int:
+    try:
+        return int(torch.count_nonzero(t.detach()))
+    except (
+        NotImplementedError,
+        RuntimeError,
+    ):  # a tensor subclass (torchao's Int8Tensor)
+        dequantize = getattr(t, "dequantize", None)
+        return (
+            int(torch.count_nonzero(dequantize()))
+            if callable(dequantize)
+            else t.numel()
+        )
+
+
+def _is_quantized_weight(name: str, t: torch.Tensor) -> bool:
+    return (
+        name.endswith("_q") and not t.is_floating_point()
+    )  # Int8Linear's weight_q
+
+
 def nonzero_params(model: nn.Module) -> int:
-    """Nonzero entries over the tensors the model computes with: masked weights count their
-    kept entries, quantized buffers (``weight_q``) their nonzero integers."""
+    """Nonzero weight and bias values the model computes with, however they are stored.
+
+    Masked weights count their kept entries (``weight_orig * weight_mask``); integer weights
+    count their nonzero integers (this package's ``weight_q`` buffers, torch.ao's packed
+    weights, torchao's quantized tensors); scales, zero points, masks and integer sums are
+    bookkeeping and do not count.
+    """
     check_type("model", model, nn.Module)
     total = 0
     for module in model.modules():
-        for name, t in list(module.named_parameters(recurse=False)) + list(
-            module.named_buffers(recurse=False)
-        ):
-            if name.endswith("_mask") or t is None:
+        packed = getattr(module, "weight", None)
+        if callable(packed) and not isinstance(packed, torch.Tensor):
+            # torch.ao's quantized Linear: weight() and bias() unpack its packed params
+            bias = (
+                module.bias() if callable(getattr(module, "bias", None)) else None
+            )
+            total += _nonzero(packed().int_repr())
+            total += _nonzero(bias) if bias is not None else 0
+            continue
+        named = list(module.named_parameters(recurse=False))
+        named += list(module.named_buffers(recurse=False))
+        for name, t in named:
+            if t is None or name.endswith("_mask"):
                 continue
             if name.endswith("_orig"):
                 t = t * getattr(module, name[: -len("_orig")] + "_mask")
-            elif not (
-                t.is_floating_point() or name.endswith("_q")
-            ) or name.endswith(("weight_scale", "weight_sums")):
-                continue  # bookkeeping (counts, integer sums, scales), not weights
-            total += int(torch.count_nonzero(t.detach()))
+            elif not (t.is_floating_point() or _is_quantized_weight(name, t)):
+                continue
+            elif name.endswith(("_scale", "_zero_point")):
+                continue
+            total += _nonzero(t)
     return total
 
 

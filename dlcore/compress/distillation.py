@@ -79,7 +79,6 @@ class DistillationLoss(nn.Module):
         return f"T={self.T:g}, alpha={self.alpha:g}"
 
 
-@torch.inference_mode()
 def teacher_logits(
     teacher: nn.Module, x: torch.Tensor, *, batch_size: int = 1024
 ) -> torch.Tensor:
@@ -93,12 +92,14 @@ def teacher_logits(
     was_training = teacher.training
     teacher.eval()
     try:
-        out = [
-            teacher(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)
-        ]
+        # no_grad, not inference_mode: the logits are training data, used outside it
+        with torch.no_grad():
+            out = [
+                teacher(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+            ]
     finally:
         teacher.train(was_training)
-    return torch.cat(out).clone()  # a normal tensor, usable outside inference mode
+    return torch.cat(out)
 
 
 def distill(

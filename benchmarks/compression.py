@@ -1,0 +1,129 @@
+"""What compression buys in inference time on this machine: each row a compressed model
+("ours") against the fp32 model it came from ("reference"), same inputs, same run.
+
+- int8 dynamic quantization of the 784-500-10 MLP at batch 256, through
+  ``torch.ao.quantization.quantize_dynamic`` (deprecated, fbgemm/oneDNN kernels), torchao's
+  ``quantize_`` (the maintained path; eager on a CPU its tensor subclasses can be slower than
+  fp32) and ``dlcore.compress.Int8Linear`` (``torch._int_mm`` plus quantizing the input in
+  Python). Target: >= 2x (the issue's goal for the best maintained path).
+- structured pruning: LeNet-300-100 with half of each hidden layer's neurons removed
+  (``prune_neurons``: 2.1x fewer FLOPs) vs dense, batch 256. Target: >= 1.5x.
+- bf16 inference (``CastModel``) vs fp32, LeNet-300-100 at batch 256. Target >= 1.5x, which
+  needs bf16 hardware (AVX512-BF16 or AMX; ``bf16_support()`` says); without it bf16 is
+  emulated and the row says NO.
+- onnxruntime fp32 vs PyTorch eager fp32 at batch 1 (where framework overhead dominates),
+  when the ``onnx`` extra is installed. Target: >= 1.0.
+
+All inference runs under ``torch.inference_mode`` with torch's threads (the chapter's).
+
+    python -m benchmarks --only compression
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from benchmarks.case import Case
+from dlcore.compress import (
+    CastModel,
+    bf16_support,
+    export_onnx,
+    onnx_session,
+    prune_neurons,
+    quantize_dynamic_ao,
+    quantize_dynamic_torchao,
+    quantize_linears,
+    run_onnx,
+    torchao_available,
+)
+from dlcore.models import MLP, LeNet300_100
+
+
+def _infer(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    def call() -> object:
+        with torch.inference_mode():
+            return model(x)
+
+    return call
+
+
+def _onnx_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cases(device: torch.device) -> list[Case]:
+    if (
+        device.type != "cpu"
+    ):  # int8 eager kernels and onnxruntime here are CPU paths
+        return []
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x256 = torch.rand(256, 1, 28, 28, generator=g)
+    mlp = MLP((784, 500, 10)).eval()
+    fp32 = _infer(mlp, x256)
+    out = [
+        Case(
+            name="int8 dynamic torch.ao vs fp32: 784-500-10, B=256",
+            ours=_infer(quantize_dynamic_ao(mlp), x256),
+            reference=fp32,
+            reference_name="the same MLP in fp32 (torch eager)",
+            target=(">=", 2.0),
+        ),
+        Case(
+            name="int8 Int8Linear (_int_mm) vs fp32: 784-500-10",
+            ours=_infer(quantize_linears(mlp), x256),
+            reference=fp32,
+            reference_name="the same MLP in fp32; B=256",
+            target=(">=", 1.0),
+        ),
+    ]
+    if torchao_available():
+        out.append(
+            Case(
+                name="int8 dynamic torchao vs fp32: 784-500-10, B=256",
+                ours=_infer(quantize_dynamic_torchao(mlp), x256),
+                reference=fp32,
+                reference_name="the same MLP in fp32 (torch eager)",
+                target=(">=", 2.0),
+            )
+        )
+    lenet = LeNet300_100().eval()
+    support = bf16_support("cpu")["native"]
+    out += [
+        Case(
+            name="structured prune 50% neurons vs dense: LeNet",
+            ours=_infer(prune_neurons(lenet, 0.5).eval(), x256),
+            reference=_infer(lenet, x256),
+            reference_name="dense LeNet-300-100; B=256 (FLOPs 2.1x)",
+            target=(">=", 1.5),
+        ),
+        Case(
+            name=f"bf16 vs fp32 inference: LeNet, B=256 (native bf16: {support})",
+            ours=_infer(CastModel(lenet), x256),
+            reference=_infer(lenet, x256),
+            reference_name="the same LeNet-300-100 in fp32",
+            target=(">=", 1.5),
+        ),
+    ]
+    if _onnx_available():
+        x1 = x256[:1]
+        session = onnx_session(export_onnx(copy.deepcopy(lenet), x1))
+        out.append(
+            Case(
+                name="onnxruntime vs torch eager fp32: LeNet, B=1",
+                ours=lambda: run_onnx(session, x1),
+                reference=_infer(lenet, x1),
+                reference_name="the same LeNet-300-100, torch eager",
+                target=(">=", 1.0),
+            )
+        )
+    return out
