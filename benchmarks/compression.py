@@ -8,10 +8,10 @@
   Python). Target: >= 2x (the issue's goal for the best maintained path).
 - structured pruning: LeNet-300-100 with half of each hidden layer's neurons removed
   (``prune_neurons``: 2.1x fewer FLOPs) vs dense, batch 256. Target: >= 1.5x.
-- bf16 inference (``CastModel``) vs fp32, LeNet-300-100 at batch 256. Target >= 1.5x, which
-  needs bf16 hardware (AVX512-BF16 or AMX; ``bf16_support()`` says); without it bf16 is
+- bf16 inference (``CastModel``) and a bf16 autocast training step (``Autocast``) vs fp32,
+  LeNet-300-100 at batch 256. Target >= 1.5x, which needs bf16 hardware (AVX512-BF16 or AMX; ``bf16_support()`` says); without it bf16 is
   emulated and the row says NO.
-- onnxruntime fp32 vs PyTorch eager fp32 at batch 1 (where framework overhead dominates),
+- onnxruntime fp32 vs PyTorch eager fp32 at batch 1 (framework overhead) and 256 (kernels),
   when the ``onnx`` extra is installed. Target: >= 1.0.
 
 All inference runs under ``torch.inference_mode`` with torch's threads (the chapter's).
@@ -29,6 +29,7 @@ from torch import nn
 
 from benchmarks.case import Case
 from dlcore.compress import (
+    Autocast,
     CastModel,
     bf16_support,
     export_onnx,
@@ -49,6 +50,21 @@ def _infer(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
             return model(x)
 
     return call
+
+
+def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    y = torch.arange(x.shape[0]) % 10
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step() -> object:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
 
 
 def _onnx_available() -> bool:
@@ -114,16 +130,26 @@ def cases(device: torch.device) -> list[Case]:
             target=(">=", 1.5),
         ),
     ]
-    if _onnx_available():
-        x1 = x256[:1]
-        session = onnx_session(export_onnx(copy.deepcopy(lenet), x1))
-        out.append(
-            Case(
-                name="onnxruntime vs torch eager fp32: LeNet, B=1",
-                ours=lambda: run_onnx(session, x1),
-                reference=_infer(lenet, x1),
-                reference_name="the same LeNet-300-100, torch eager",
-                target=(">=", 1.0),
-            )
+    out.append(
+        Case(
+            name="bf16 autocast vs fp32 train step: LeNet, B=256",
+            ours=_train_step(Autocast(copy.deepcopy(lenet)), x256),
+            reference=_train_step(copy.deepcopy(lenet), x256),
+            reference_name="the same step in fp32 (forward, backward, SGD)",
+            target=(">=", 1.5),
         )
+    )
+    if _onnx_available():
+        session = onnx_session(export_onnx(copy.deepcopy(lenet), x256[:1]))
+        for b in (1, 256):
+            x = x256[:b]
+            out.append(
+                Case(
+                    name=f"onnxruntime vs torch eager fp32: LeNet, B={b}",
+                    ours=lambda x=x: run_onnx(session, x),
+                    reference=_infer(lenet, x),
+                    reference_name="the same LeNet-300-100, torch eager",
+                    target=(">=", 1.0),
+                )
+            )
     return out

@@ -42,9 +42,8 @@ def _nonzero(t: torch.Tensor) -> int:
 
 
 def _is_quantized_weight(name: str, t: torch.Tensor) -> bool:
-    return (
-        name.endswith("_q") and not t.is_floating_point()
-    )  # Int8Linear's weight_q
+    """An integer weight buffer such as Int8Linear's ``weight_q``."""
+    return name.endswith("_q") and not t.is_floating_point()
 
 
 def nonzero_params(model: nn.Module) -> int:

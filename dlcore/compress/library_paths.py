@@ -93,7 +93,8 @@ def quantize_dynamic_torchao(
         q = _torchao()
     except ImportError as err:
         raise ImportError(
-            "quantize_dynamic_torchao needs torchao: pip install torchao"
+            "quantize_dynamic_torchao needs torchao: pip install torchao "
+            '(or the extra: pip install "investment-and-return[onnx]")'
         ) from err
     config = (
         q.Int8DynamicActivationInt8WeightConfig()

@@ -114,9 +114,8 @@ def quantize_onnx_dynamic(model: bytes) -> bytes:
     quantization = _need("onnxruntime.quantization")
     with tempfile.TemporaryDirectory() as folder:
         src, dst = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        src.write_bytes(
-            model
-        )  # a private temporary folder: nothing half-written escapes
+        # a private temporary folder, deleted on exit: nothing half-written escapes
+        src.write_bytes(model)
         quantization.quantize_dynamic(
             src, dst, weight_type=quantization.QuantType.QInt8
         )

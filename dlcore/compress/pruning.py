@@ -92,9 +92,8 @@ def _install(layer: nn.Linear, mask: torch.Tensor) -> None:
 def _prune_smallest(scores: torch.Tensor, amount: float) -> torch.Tensor:
     """Keep-mask (1/0) over the 1-D ``scores``: the round(amount·n) smallest become 0."""
     keep = torch.ones_like(scores)
-    k = round(
-        amount * scores.numel()
-    )  # torch's _compute_nparams_toprune for a float
+    # torch's _compute_nparams_toprune for a float: Python's round, half to even
+    k = round(amount * scores.numel())
     if k:
         # the same call torch makes, on the same vector: ties break the same way
         keep[torch.topk(scores, k=k, largest=False).indices] = 0

@@ -229,6 +229,11 @@ class Int8Linear(nn.Module):
     The column sums are precomputed, so the only large operation is one int8 matmul. The result
     differs from ``x @ W.T + b`` by at most :meth:`error_bound` (rounding of x and of W; the
     integer part is exact).
+
+    Trade-off: this layer shows the arithmetic, not the speed. ``torch._int_mm`` on a CPU is
+    a plain loop here (torch 2.14, AVX2: ~30x slower than the fp32 GEMM; measured in
+    ``benchmarks/compression.py``); fast int8 needs tuned kernels such as fbgemm's, which
+    :func:`~dlcore.compress.quantize_dynamic_ao` uses.
     """
 
     def __init__(
