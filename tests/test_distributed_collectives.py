@@ -1,10 +1,10 @@
-"""ring_all_reduce, naive_all_reduce and gossip_average against dist.all_reduce and the
-exact mean, for p = 2, 3, 4 in one launch of 4 gloo ranks (p = 2 and 3 run on subgroups,
-which also checks the group= argument).
+"""ring_all_reduce, naive_all_reduce and gossip_average against dist.all_reduce and
+the exact mean, for p = 2, 3, 4 in one launch of 4 gloo ranks (p = 2 and 3 run on
+subgroups, which also checks the group= argument).
 
-Each rank can rebuild every rank's input from the seed, so the parent checks the ring's
-result against a local sum in the ring's own order, bit for bit, not only against
-dist.all_reduce within a tolerance.
+Each rank can rebuild every rank's input from the seed, so the parent checks the
+ring's result against a local sum in the ring's own order, bit for bit, not only
+against dist.all_reduce within a tolerance.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from distributed_timeout import time_limit  # noqa: F401  (autouse hard limit)
+from distributed_fixtures import time_limit, world_of_one  # noqa: F401
 
 from dlcore.distributed import (
     ByteCounter,
@@ -133,7 +133,8 @@ def test_ring_and_naive_all_reduce_equal_dist_all_reduce(four_ranks):
             p, n, dtype = row["p"], row["n"], row["dtype"]
             inputs = [_input(0, r, n, dtype) for r in range(p)]
             assert row["ring"].dtype == dtype and row["ring"].shape == (n,)
-            # bit for bit against a local sum in the ring's order, and the naive one's
+            # bit for bit against a local sum in the ring's order, and the naive
+            # one's
             assert torch.equal(row["ring"], _ring_order_sum(inputs, p)), (
                 p,
                 n,
@@ -148,8 +149,9 @@ def test_ring_and_naive_all_reduce_equal_dist_all_reduce(four_ranks):
                 assert torch.equal(row["ring"], row["reference"]), (p, n, dtype)
                 assert torch.equal(row["naive"], row["reference"]), (p, n, dtype)
             else:
-                # two orders of p - 1 additions each: the classic bound on summation error,
-                # |error| <= (p - 1) u sum |x_i| per order, with u the unit roundoff
+                # two orders of p - 1 additions each: the classic bound on summation
+                # error, |error| <= (p - 1) u sum |x_i| per order, with u the unit
+                # roundoff
                 u = torch.finfo(dtype).eps / 2
                 bound = 2 * (p - 1) * u * torch.stack(inputs).abs().sum(0)
                 for got in (row["ring"], row["naive"]):
@@ -276,22 +278,8 @@ def test_collectives_check_their_arguments(call, error, match):
         call()
 
 
-@pytest.fixture
-def world_of_one(
-    tmp_path,
-):  # a real process group, of this process alone: no waiting
-    dist.init_process_group(
-        "gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1
-    )
-    try:
-        yield
-    finally:
-        dist.destroy_process_group()
-
-
-def test_in_a_world_of_one_collectives_return_the_tensor_and_check_the_rest(
-    world_of_one,
-):
+@pytest.mark.usefixtures("world_of_one")
+def test_in_a_world_of_one_collectives_return_the_tensor_and_check_the_rest():
     x = torch.arange(5.0)
     counter = ByteCounter()
     assert ring_all_reduce(x, counter=counter) is x and torch.equal(

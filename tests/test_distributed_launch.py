@@ -1,5 +1,5 @@
-"""launch and init_from_env: what they refuse before starting anything, and the backend
-rule. (A launch that runs is in test_distributed_collectives.py; failures in
+"""launch and init_from_env: what they refuse before starting anything, and the
+backend rule. (A launch that runs is in test_distributed_collectives.py; failures in
 tests/faults/test_distributed_faults.py.)"""
 
 from __future__ import annotations

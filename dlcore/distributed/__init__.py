@@ -1,5 +1,5 @@
-"""Distributed training on ``torch.distributed``: launching ranks, collectives built from
-messages, what communication costs, and data-parallel training."""
+"""Distributed training on ``torch.distributed``: launching ranks, collectives built
+from messages, what communication costs, and data-parallel training."""
 
 from dlcore.distributed.collectives import (
     ByteCounter,

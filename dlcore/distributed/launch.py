@@ -1,27 +1,31 @@
-"""Starting a process group: :func:`launch` from a notebook or script, :func:`init_from_env`
-under ``torchrun``.
+"""Starting a process group: :func:`launch` from a notebook or script,
+:func:`init_from_env` under ``torchrun``.
 
-``launch(fn, world_size, *args)`` runs ``fn(rank, world_size, *args)`` in ``world_size``
-fresh processes (``torch.multiprocessing``'s *spawn*: no forked CUDA or OpenMP state) and
-returns what each returned, in rank order. Spawned processes import ``fn`` by name, so it
-must live in a module: a function typed into a notebook cell cannot be found by them (the
-classic "DDP does not work in Jupyter" failure), and ``launch`` says so before starting
-anything. Put the function in a ``.py`` file next to the notebook, or use one of dlcore's.
+``launch(fn, world_size, *args)`` runs ``fn(rank, world_size, *args)`` in
+``world_size`` fresh processes (``torch.multiprocessing``'s *spawn*: no forked CUDA
+or OpenMP state) and returns what each returned, in rank order. Spawned processes
+import ``fn`` by name, so it must live in a module: a function typed into a notebook
+cell cannot be found by them (the classic "DDP does not work in Jupyter" failure),
+and ``launch`` says so before starting anything. Put the function in a ``.py`` file
+next to the notebook, or use one of dlcore's.
 
 What ``launch`` guarantees, because a hung notebook teaches nothing:
 
 - the backend is ``nccl`` only when there is a GPU per rank
-  (``torch.cuda.device_count() >= world_size``), ``gloo`` otherwise: two ranks on one GPU fail
-  under ``nccl``;
-- the rendezvous is a file in a fresh temporary folder (no port to race for, no network), and
-  every process group gets ``timeout``: a collective or a rendezvous that waits longer raises;
-- a rank that raises or dies ends the launch at once: the other ranks are killed, and
-  :class:`WorkerError` names the rank, carries its traceback and chains its exception;
-- each rank destroys its process group on the way out, and no rank outlives the launch.
+  (``torch.cuda.device_count() >= world_size``), ``gloo`` otherwise: two ranks on
+  one GPU fail under ``nccl``;
+- the rendezvous is a file in a fresh temporary folder (no port to race for, no
+  network), and every process group gets ``timeout``: a collective or a rendezvous
+  that waits longer raises;
+- a rank that raises or dies ends the launch at once: the other ranks are killed,
+  and :class:`WorkerError` names the rank, carries its traceback and chains its
+  exception;
+- each rank destroys its process group on the way out, and no rank outlives the
+  launch.
 
-Start-up costs a few seconds (each process imports torch): batch experiments into few
-launches. Each rank runs ``threads`` torch threads (default: the cores shared out), as
-``torchrun`` does, so ranks do not fight over cores.
+Start-up costs a few seconds (each process imports torch): batch experiments into
+few launches. Each rank runs ``threads`` torch threads (default: the cores shared
+out), as ``torchrun`` does, so ranks do not fight over cores.
 """
 
 from __future__ import annotations
@@ -65,9 +69,10 @@ _SETTLE = 1.0  # seconds to wait for further failures after the first
 
 
 class WorkerError(RuntimeError):
-    """A rank of :func:`launch` raised or died. ``rank``, ``world_size``; ``exitcode`` (None if
-    it raised); ``remote_traceback`` (its formatted traceback, or ''). When the exception could
-    be pickled it is chained: ``err.__cause__`` is the rank's own exception."""
+    """A rank of :func:`launch` raised or died. ``rank``, ``world_size``;
+    ``exitcode`` (None if it raised); ``remote_traceback`` (its formatted traceback,
+    or ''). When the exception could be pickled it is chained: ``err.__cause__`` is
+    the rank's own exception."""
 
     def __init__(
         self,
@@ -85,8 +90,8 @@ class WorkerError(RuntimeError):
 
 @dataclass(frozen=True)
 class RankInfo:
-    """Where this process sits: global ``rank``, ``world_size``, ``local_rank`` on its node,
-    the ``backend`` and the ``device`` its tensors belong on."""
+    """Where this process sits: global ``rank``, ``world_size``, ``local_rank`` on
+    its node, the ``backend`` and the ``device`` its tensors belong on."""
 
     rank: int
     world_size: int
@@ -96,8 +101,8 @@ class RankInfo:
 
 
 def default_backend(ranks_per_node: int) -> str:
-    """``"nccl"`` when NCCL is built and every rank on the node has its own GPU, else
-    ``"gloo"``."""
+    """``"nccl"`` when NCCL is built and every rank on the node has its own GPU,
+    else ``"gloo"``."""
     ranks_per_node = check_int("ranks_per_node", ranks_per_node, 1)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if dist.is_nccl_available() and gpus >= ranks_per_node:
@@ -106,10 +111,12 @@ def default_backend(ranks_per_node: int) -> str:
 
 
 def rank_device() -> torch.device:
-    """The device this rank's tensors belong on: its GPU under ``nccl``, the CPU otherwise."""
+    """The device this rank's tensors belong on: its GPU under ``nccl``, the CPU
+    otherwise."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError(
-            "rank_device() needs an initialised process group (launch or init_from_env)"
+            "rank_device() needs an initialised process group "
+            "(launch or init_from_env)"
         )
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -134,45 +141,51 @@ def _check_backend(backend: object, ranks_per_node: int) -> str:
         gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if not dist.is_nccl_available() or gpus < ranks_per_node:
             raise ValueError(
-                f"backend='nccl' needs a GPU per rank: {ranks_per_node} ranks on this "
+                f"backend='nccl' needs a GPU per rank: {ranks_per_node} ranks on "
+                "this "
                 f"node, {gpus} GPU(s) visible (use backend='gloo' or None)"
             )
     return str(backend)
 
 
 def _check_importable(fn: object) -> None:
-    """Refuse what a spawned process could not import by name, before anything starts."""
+    """Refuse what a spawned process could not import by name, before anything
+    starts."""
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
     module = getattr(fn, "__module__", None)
     main = sys.modules.get("__main__")
     if module == "__main__" and not getattr(main, "__file__", None):
         raise ValueError(
-            f"fn={getattr(fn, '__qualname__', fn)!r} is defined in an interactive session "
-            "(a notebook cell): spawned processes import fn by name and cannot find it. "
+            f"fn={getattr(fn, '__qualname__', fn)!r} is defined in an interactive "
+            "session (a notebook cell): spawned processes import fn by name and "
+            "cannot find it. "
             "Define it in a .py module and import it, or use a function from dlcore"
         )
     path = getattr(main, "__file__", None)
     if path is not None and not Path(path).is_file():
         raise ValueError(
-            f"the main program ({path}) is not a file: spawned processes re-run it to "
+            f"the main program ({path}) is not a file: spawned processes re-run it "
+            "to "
             "start, and cannot. Run a script from a file, or launch from a notebook"
         )
     try:
         pickle.dumps(fn)
     except Exception as err:
         raise TypeError(
-            f"fn={getattr(fn, '__qualname__', fn)!r} cannot be sent to a spawned process "
-            f"({type(err).__name__}: {err}); use a function defined at the top level of "
+            f"fn={getattr(fn, '__qualname__', fn)!r} cannot be sent to a spawned "
+            f"process ({type(err).__name__}: {err}); use a function defined at the "
+            "top level of "
             "a module (not a lambda or a nested function)"
         ) from err
 
 
-# ------------------------------------------------------------------------- the worker side
+# ------------------------------------------------------------------ the worker side
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Exit when the launching process is gone (killed notebook kernel, killed test run)."""
+    """Exit when the launching process is gone (killed notebook kernel, killed test
+    run)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -239,8 +252,8 @@ def _worker(
     ) as exc:  # KeyboardInterrupt and SystemExit are reported too
         message = _error(exc)
     try:
-        # sent before the group is torn down, so the first error to arrive is the cause,
-        # not a peer's "connection closed" that follows it
+        # sent before the group is torn down, so the first error to arrive is the
+        # cause, not a peer's "connection closed" that follows it
         conn.send_bytes(message)
     finally:
         conn.close()
@@ -248,11 +261,11 @@ def _worker(
             dist.destroy_process_group()
 
 
-# ------------------------------------------------------------------------- the parent side
+# ------------------------------------------------------------------ the parent side
 
 
 def _stop(processes: list[Any]) -> None:
-    """SIGTERM every live rank, then SIGKILL whoever is left after the grace period."""
+    """SIGTERM every live rank, then SIGKILL whoever is left after ``_GRACE``."""
     for p in processes:
         if p.is_alive():
             p.terminate()
@@ -298,9 +311,10 @@ def _collect(
 ) -> list[Any]:
     """Each rank's value, in rank order; or the first failure, raised.
 
-    When one rank fails its peers often fail a moment later ("connection closed"): failures
-    that arrive within ``_SETTLE`` seconds of the first are gathered, and the earliest, by
-    the time each rank stamped on it, is raised (the others named in its message).
+    When one rank fails its peers often fail a moment later ("connection closed"):
+    failures that arrive within ``_SETTLE`` seconds of the first are gathered, and
+    the earliest, by the time each rank stamped on it, is raised (the others named
+    in its message).
     """
     results: dict[int, Any] = {}
     failures: list[tuple[float, WorkerError]] = []
@@ -350,19 +364,21 @@ def launch(
     timeout: float | datetime.timedelta = DEFAULT_TIMEOUT,
     threads: int | None = None,
 ) -> list[Any]:
-    """Run ``fn(rank, world_size, *args)`` in ``world_size`` processes; return each rank's
-    value, in rank order.
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` processes; return each
+    rank's value, in rank order.
 
-    Each process joins a process group (``backend`` None: ``nccl`` with a GPU per rank,
-    else ``gloo``; ``timeout`` seconds or a ``timedelta`` for every collective and the
-    rendezvous) before ``fn`` runs, and destroys it afterwards. ``fn`` and ``args`` travel
-    by pickle: ``fn`` must be importable by name (a module-level function in a ``.py``
-    file, not a notebook cell) and return something picklable. ``threads``: torch threads
-    per rank (default ``os.cpu_count() // world_size``, at least 1).
+    Each process joins a process group (``backend`` None: ``nccl`` with a GPU per
+    rank, else ``gloo``; ``timeout`` seconds or a ``timedelta`` for every collective
+    and the rendezvous) before ``fn`` runs, and destroys it afterwards. ``fn`` and
+    ``args`` travel by pickle: ``fn`` must be importable by name (a module-level
+    function in a ``.py`` file, not a notebook cell) and return something picklable.
+    ``threads``: torch threads per rank (default ``os.cpu_count() // world_size``,
+    at least 1).
 
-    A rank that raises makes ``launch`` raise :class:`WorkerError` naming it (its exception
-    chained), a rank that dies makes it raise with the exit code, and the other ranks are
-    killed: no failure leaves a process behind or the caller waiting. ::
+    A rank that raises makes ``launch`` raise :class:`WorkerError` naming it (its
+    exception chained), a rank that dies makes it raise with the exit code, and the
+    other ranks are killed: no failure leaves a process behind or the caller
+    waiting. ::
 
         # mymodule.py                          # in the notebook
         def greet(rank, world_size, word):     from mymodule import greet
@@ -435,24 +451,27 @@ def init_from_env(
     timeout: float | datetime.timedelta = DEFAULT_TIMEOUT,
 ) -> RankInfo:
     """Join the process group ``torchrun`` describes in the environment (``RANK``,
-    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); return this rank's
-    :class:`RankInfo`. Call ``torch.distributed.destroy_process_group()`` when done.
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``); return this
+    rank's :class:`RankInfo`. Call ``torch.distributed.destroy_process_group()``
+    when done.
 
-    ``backend`` None picks ``nccl`` when every rank on this node (``LOCAL_WORLD_SIZE``) has a
-    GPU, else ``gloo``; under ``nccl`` the rank's GPU becomes the current device. ``timeout``
-    bounds the rendezvous and every collective: a rank that never joins is an error after
-    ``timeout``, not a hang. (``torchrun``'s own rendezvous has its own join timeout,
-    600 s by default: ``--rdzv-conf join_timeout=60``.)
+    ``backend`` None picks ``nccl`` when every rank on this node
+    (``LOCAL_WORLD_SIZE``) has a GPU, else ``gloo``; under ``nccl`` the rank's GPU
+    becomes the current device. ``timeout`` bounds the rendezvous and every
+    collective: a rank that never joins is an error after ``timeout``, not a hang.
+    (``torchrun``'s own rendezvous has its own join timeout, 600 s by default:
+    ``--rdzv-conf join_timeout=60``.)
 
         torchrun --nproc-per-node=2 train.py                     # one node
         torchrun --nnodes=2 --node-rank=0 --nproc-per-node=2 \\
-            --master-addr=10.0.0.1 --master-port=29500 train.py  # first of two nodes
+            --master-addr=10.0.0.1 --master-port=29500 train.py  # node 0 of 2
     """
     missing = [name for name in _ENV if name not in os.environ]
     if missing:
         raise ValueError(
-            f"init_from_env needs the environment variables {', '.join(_ENV)} (torchrun "
-            f"sets them); missing: {', '.join(missing)}. From a notebook, use launch()"
+            f"init_from_env needs the environment variables {', '.join(_ENV)} "
+            f"(torchrun sets them); missing: {', '.join(missing)}. "
+            "From a notebook, use launch()"
         )
     if dist.is_initialized():
         raise RuntimeError("init_from_env: a process group is already initialised")

@@ -1,5 +1,6 @@
-"""Fault suite, distributed: a rank that raises, dies, waits too long or never joins ends
-the run with an error naming it, within seconds, and leaves no process behind."""
+"""Fault suite, distributed: a rank that raises, dies, waits too long or never joins
+ends the run with an error naming it, within seconds, and leaves no process behind.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import time
 
 import pytest
 import torch.distributed as dist
-from distributed_timeout import time_limit  # noqa: F401  (autouse hard limit)
+from distributed_fixtures import time_limit  # noqa: F401  (autouse hard limit)
 
 from dlcore.distributed import WorkerError, launch
 
@@ -81,7 +82,8 @@ def test_the_process_group_timeout_bounds_every_collective():
 
 
 def test_ranks_that_cannot_import_fn_fail_fast(tmp_path, monkeypatch):
-    # importable here, not in a spawned process: what a notebook's function does to spawn
+    # importable here, not in a spawned process: what a notebook's function does to
+    # spawn
     (tmp_path / "only_here.py").write_text(
         textwrap.dedent(
             """
@@ -114,8 +116,9 @@ def _free_port() -> int:
 
 def test_init_from_env_times_out_when_a_rank_never_joins():
     # rank 0 of 2 under a torchrun-like environment; rank 1 never starts
+    port = str(_free_port())
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}  # fmt: skip
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}  # fmt: skip
     code = "from dlcore.distributed import init_from_env; init_from_env(timeout=3)"
     start = time.monotonic()
     done = subprocess.run(

@@ -1,9 +1,12 @@
-"""A hard time limit for tests that start processes: CI must fail, never hang.
+"""Fixtures for the distributed tests: a hard time limit, and a process group of
+one.
 
-pytest-timeout is not a dependency, so: SIGALRM raises ``TimeoutError`` in the test (the
-waiting is in Python, in ``launch`` or ``subprocess``, so the signal is delivered and
-``launch`` kills its ranks on the way out); if even that is stuck in C code, faulthandler
-prints every thread's stack and ends the test process 30 s later.
+A hard time limit for tests that start processes: CI must fail, never hang.
+
+pytest-timeout is not a dependency, so: SIGALRM raises ``TimeoutError`` in the test
+(the waiting is in Python, in ``launch`` or ``subprocess``, so the signal is
+delivered and ``launch`` kills its ranks on the way out); if even that is stuck in C
+code, faulthandler prints every thread's stack and ends the test process 30 s later.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import torch.distributed as dist
 
 
 @contextmanager
@@ -45,7 +49,20 @@ def hard_timeout(seconds: float) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Each test in a module that imports this fixture gets ``LIMIT_S`` (module attribute,
-    default 90) seconds."""
+    """Each test in a module that imports this fixture gets ``LIMIT_S`` (module
+    attribute, default 90) seconds."""
     with hard_timeout(getattr(request.module, "LIMIT_S", 90)):
         yield
+
+
+@pytest.fixture
+def world_of_one(tmp_path):  # type: ignore[no-untyped-def]
+    """A real process group of this process alone (gloo, file rendezvous): no
+    waiting."""
+    dist.init_process_group(
+        "gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1
+    )
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
