@@ -4,6 +4,7 @@ Han's threshold rule, schedules, structured pruning equal to the masked dense mo
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -14,12 +15,15 @@ from dlcore.compress import (
     PruningSchedule,
     csr_bytes,
     cubic_sparsity,
+    deep_compression_bytes,
     magnitude_prune,
     mask_neurons,
     prune_neurons,
     prune_to_sparsity,
+    relative_index_entries,
     remove_pruning,
     select_neurons,
+    share_weights,
     sparsity_report,
     threshold_prune,
 )
@@ -331,3 +335,49 @@ def test_sparsity_report_counts_and_prints() -> None:
     assert report.csr_bytes < report.dense_bytes  # at 10 % density CSR is smaller
     text = repr(report)
     assert "total" in text and "10.0%" in text
+
+
+# ----------------------------------------------------------------------------- sharing
+
+
+def test_weight_sharing_uses_few_values_keeps_zeros_and_beats_a_linear_grid() -> (
+    None
+):
+    model = mlp(sizes=(60, 40, 10))
+    magnitude_prune(model, 0.7)
+    before = [m.weight.detach().clone() for m in linears(model)]
+    books = share_weights(model, bits=3)
+    for layer, w0, (name, book) in zip(linears(model), before, books.items()):
+        w = layer.weight_orig.detach() * layer.weight_mask
+        assert torch.equal(
+            w == 0, w0 == 0
+        )  # zeros stay zero, nonzeros stay nonzero
+        values = torch.unique(w[w != 0])
+        assert len(values) <= 7 and len(book) == len(
+            values
+        )  # 2**3 − 1; code 8 is zero
+        torch.testing.assert_close(values.sort().values, book.sort().values)
+        nz = w0[w0 != 0]
+        grid = torch.linspace(float(nz.min()), float(nz.max()), 7)
+        nearest = grid[(nz[:, None] - grid).abs().argmin(1)]
+        assert ((w[w0 != 0] - nz) ** 2).sum() <= (
+            (nearest - nz) ** 2
+        ).sum() + 1e-9, name
+    with pytest.raises(ValueError, match="bits"):
+        share_weights(model, bits=1)
+
+
+def test_relative_index_fillers_follow_han_figure_2() -> None:
+    w = torch.zeros(30)
+    w[[1, 4, 20, 29]] = 1.0  # gaps from position -1: 2, 3, 16, 9
+    # 3-bit gaps span up to 8 positions: 16 needs one filler (2 entries), 9 needs one too
+    assert relative_index_entries(w, 3) == 1 + 1 + 2 + 2
+    assert relative_index_entries(w, 4) == 4  # up to 16: no filler
+    assert relative_index_entries(torch.zeros(5), 3) == 0
+    model = nn.Sequential(nn.Linear(30, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(w[None])
+    # 6 entries of 5 + 3 bits, and a codebook of 2**5 float32 values
+    assert deep_compression_bytes(model, value_bits=5, index_bits=3) == math.ceil(
+        (6 * 8 + 32 * 32) / 8
+    )

@@ -11,6 +11,7 @@ One module per technique, every public name re-exported here:
 - ``pruning``: magnitude pruning (layer-wise, global, Han et al.'s threshold rule), schedules
   for :func:`dlcore.train.fit`, sparsity reports and CSR bytes;
 - ``structured``: removing hidden neurons of an MLP (:func:`prune_neurons`);
+- ``weight_sharing``: Deep Compression's k-means weight sharing and relative-index bytes;
 - ``quantization``: affine quantization from scratch, the integer-matmul :class:`Int8Linear`,
   weight-only int8/int4, fake quantization for quantization-aware training;
 - ``library_paths``: dynamic int8 through ``torch.ao`` (deprecated) and torchao;
@@ -69,6 +70,11 @@ from dlcore.compress.quantization import (
     quantize_with,
 )
 from dlcore.compress.structured import mask_neurons, prune_neurons, select_neurons
+from dlcore.compress.weight_sharing import (
+    deep_compression_bytes,
+    relative_index_entries,
+    share_weights,
+)
 
 __all__ = [
     # pruning
@@ -86,6 +92,9 @@ __all__ = [
     "select_neurons",
     "mask_neurons",
     "prune_neurons",
+    "share_weights",
+    "relative_index_entries",
+    "deep_compression_bytes",
     # quantization
     "qrange",
     "choose_qparams",
