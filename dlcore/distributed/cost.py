@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from scipy.optimize import nnls
 
 from dlcore._checks import check_bool, check_int, check_real, check_type
 from dlcore.distributed.collectives import naive_all_reduce, ring_all_reduce
@@ -67,6 +66,13 @@ __all__ = [
 ]
 
 WORKERS = tuple(2**k for k in range(11))  # 1, 2, 4, ..., 1024
+
+
+def _nnls(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+    # imported here: scipy.optimize costs every spawned rank a second at start-up
+    from scipy.optimize import nnls
+
+    return nnls(a, b)
 
 
 def _nbytes(name: str, value: object) -> int:
@@ -199,7 +205,7 @@ class CostModel:
                 raise ValueError(
                     f"gamma={gamma} alone exceeds some measured times: too large"
                 )
-        (alpha, beta), _ = nnls(design / t[:, None], np.ones_like(t))
+        (alpha, beta), _ = _nnls(design / t[:, None], np.ones_like(t))
         return cls(float(alpha), float(beta), gamma, name)
 
     def __str__(self) -> str:
@@ -355,7 +361,7 @@ def measure_reduction(
         b = torch.ones(size // 4, device=device)
         times.append(time_it(a.add_, b, min_run_time=0.05, device=device).median)
     n, t = np.asarray(sizes, dtype=float), np.asarray(times)
-    (_, gamma), _ = nnls(
+    (_, gamma), _ = _nnls(
         np.stack([np.ones_like(n), n], 1) / t[:, None], np.ones_like(t)
     )
     return float(gamma)
