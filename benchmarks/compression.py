@@ -14,7 +14,9 @@
 - onnxruntime fp32 vs PyTorch eager fp32 at batch 1 (framework overhead) and 256 (kernels),
   when the ``onnx`` extra is installed. Target: >= 1.0.
 
-All inference runs under ``torch.inference_mode`` with torch's threads (the chapter's).
+All inference runs under ``torch.inference_mode``, on one thread (``Case(threads=1)``): the
+rows compare kernels, and on a busy 2-core machine two threads' per-round ratios swung from
+0.5x to 30x (measured), one thread's by a few per cent.
 
     python -m benchmarks --only compression
 """
@@ -88,11 +90,12 @@ def cases(device: torch.device) -> list[Case]:
     fp32 = _infer(mlp, x256)
     out = [
         Case(
-            name="int8 dynamic torch.ao vs fp32: 784-500-10, B=256",
+            name="int8 dynamic torch.ao vs fp32: 784-500-10",
             ours=_infer(quantize_dynamic_ao(mlp), x256),
             reference=fp32,
-            reference_name="the same MLP in fp32 (torch eager)",
+            reference_name="the same MLP in fp32 (torch eager); B=256",
             target=(">=", 2.0),
+            threads=1,
         ),
         Case(
             name="int8 Int8Linear (_int_mm) vs fp32: 784-500-10",
@@ -100,16 +103,18 @@ def cases(device: torch.device) -> list[Case]:
             reference=fp32,
             reference_name="the same MLP in fp32; B=256",
             target=(">=", 1.0),
+            threads=1,
         ),
     ]
     if torchao_available():
         out.append(
             Case(
-                name="int8 dynamic torchao vs fp32: 784-500-10, B=256",
+                name="int8 dynamic torchao vs fp32: 784-500-10",
                 ours=_infer(quantize_dynamic_torchao(mlp), x256),
                 reference=fp32,
-                reference_name="the same MLP in fp32 (torch eager)",
+                reference_name="the same MLP in fp32 (torch eager); B=256",
                 target=(">=", 2.0),
+                threads=1,
             )
         )
     lenet = LeNet300_100().eval()
@@ -121,26 +126,31 @@ def cases(device: torch.device) -> list[Case]:
             reference=_infer(lenet, x256),
             reference_name="dense LeNet-300-100; B=256 (FLOPs 2.1x)",
             target=(">=", 1.5),
+            threads=1,
         ),
         Case(
-            name=f"bf16 vs fp32 inference: LeNet, B=256 (native bf16: {support})",
+            name="bf16 vs fp32 inference: LeNet, B=256",
             ours=_infer(CastModel(lenet), x256),
             reference=_infer(lenet, x256),
-            reference_name="the same LeNet-300-100 in fp32",
+            reference_name=f"the same LeNet in fp32 (bf16 hardware: {support})",
             target=(">=", 1.5),
+            threads=1,
         ),
     ]
     out.append(
         Case(
-            name="bf16 autocast vs fp32 train step: LeNet, B=256",
+            name="bf16 autocast vs fp32 train step: LeNet B=256",
             ours=_train_step(Autocast(copy.deepcopy(lenet)), x256),
             reference=_train_step(copy.deepcopy(lenet), x256),
             reference_name="the same step in fp32 (forward, backward, SGD)",
             target=(">=", 1.5),
+            threads=1,
         )
     )
     if _onnx_available():
-        session = onnx_session(export_onnx(copy.deepcopy(lenet), x256[:1]))
+        session = onnx_session(
+            export_onnx(copy.deepcopy(lenet), x256[:1]), threads=1
+        )
         for b in (1, 256):
             x = x256[:b]
             out.append(
@@ -150,6 +160,7 @@ def cases(device: torch.device) -> list[Case]:
                     reference=_infer(lenet, x),
                     reference_name="the same LeNet-300-100, torch eager",
                     target=(">=", 1.0),
+                    threads=1,
                 )
             )
     return out

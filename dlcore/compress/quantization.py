@@ -151,6 +151,8 @@ def quantize_affine(
     ``axis=None`` is per-tensor; ``axis=k`` gives one scale and zero point per index along
     dimension ``k`` (``axis=0`` of a Linear's weight: one per output neuron). ``x`` is read
     as float32. Round trip: ``|dequantize_affine(q, scale, zero_point, axis) − x| <= scale / 2``.
+    (torchao's ``quantize_affine`` is another function: it takes block sizes, scales and
+    integer ranges and returns only ``q``.)
     """
     scale, zero_point = choose_qparams(x, bits, symmetric=symmetric, axis=axis)
     return quantize_with(x, scale, zero_point, bits, axis=axis), scale, zero_point
