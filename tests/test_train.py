@@ -1107,3 +1107,67 @@ def test_configuration_errors_surface_before_the_first_epoch() -> None:
     with pytest.raises(ValueError, match="path="):
         ModelCheckpoint("ck_{epoch:q}.pt")
     ModelCheckpoint("ck_{epoch:03d}_{{x}}.pt")  # a literal brace is written doubled
+
+
+# ----------------------------------------------------------------------------- per-step schedules
+
+
+class _RecordStepLR(Callback):
+    """The rate every optimizer step used (read after the step, before the scheduler's)."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_batch_end(self, state) -> None:  # type: ignore[no-untyped-def]
+        self.lrs.append(state.optimizer.param_groups[0]["lr"])
+
+
+def _one_cycle_run(tmp_path, epochs: int, resume: bool = False):  # type: ignore[no-untyped-def]
+    x, y = blobs(n=80, seed=3)
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = _sched.OneCycleLR(opt, max_lr=0.5, total_steps=4 * 5)
+    loader = TensorLoader(
+        x, y, batch_size=16, generator=torch.Generator().manual_seed(2)
+    )
+    record = _RecordStepLR()
+    cbs = [record, LRSchedulerStep(sched, interval="step"), ModelCheckpoint(
+        tmp_path / "s.pt")]  # fmt: skip
+    history = fit(model, nn.CrossEntropyLoss(), opt, loader, epochs=epochs,
+                  callbacks=cbs, progress=False,
+                  resume_from=tmp_path / "s.pt" if resume else None)  # fmt: skip
+    return model, record.lrs, history
+
+
+def test_lr_scheduler_step_per_batch_follows_torch_and_resumes(tmp_path) -> None:
+    straight, lrs, history = _one_cycle_run(tmp_path, epochs=4)
+    # by hand: 5 batches per epoch, one scheduler step per optimizer step
+    hand_opt = torch.optim.SGD(mlp().parameters(), lr=0.1, momentum=0.9)
+    hand = _sched.OneCycleLR(hand_opt, max_lr=0.5, total_steps=20)
+    expected = []
+    for _ in range(20):
+        expected.append(hand_opt.param_groups[0]["lr"])
+        hand_opt.step()
+        hand.step()
+    assert lrs == expected and len(set(expected)) > 10
+
+    _one_cycle_run(tmp_path, epochs=2)
+    resumed, _, history2 = _one_cycle_run(tmp_path, epochs=4, resume=True)
+    assert history2["loss"] == history["loss"]
+    assert same(params(straight), params(resumed))
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")
+def test_a_per_step_scheduler_stepped_elsewhere_is_caught() -> None:
+    x, y = blobs(n=32)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = _sched.StepLR(opt, step_size=1)
+    sched.step()  # one step too many before training
+    loader = TensorLoader(x, y, batch_size=16)
+    with pytest.raises(ValueError, match="should have taken 0 \\(one per batch\\)"):
+        fit(model, nn.CrossEntropyLoss(), opt, loader, epochs=1, progress=False,
+            callbacks=[LRSchedulerStep(sched, interval="step")])  # fmt: skip
+    with pytest.raises(ValueError, match="interval must be one of"):
+        LRSchedulerStep(sched, interval="batch")

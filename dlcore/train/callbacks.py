@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from dlcore._checks import check_int, check_type
+from dlcore._checks import check_choice, check_int, check_type
 from dlcore.train.checkpoint import save_checkpoint
 from dlcore.train.history import History
 
@@ -67,8 +67,10 @@ class Callback:
     """Hooks into :func:`fit`. Subclass and override what you need; all hooks default to nothing.
 
     Order of calls: ``on_train_begin`` (check configuration, reset), then per epoch
-    ``on_epoch_begin`` (``state.epoch`` is the epoch about to run, 1-based) and ``on_epoch_end``
-    (``state.logs`` holds its record), then ``on_train_end``. Callbacks that save checkpoints
+    ``on_epoch_begin`` (``state.epoch`` is the epoch about to run, 1-based), ``on_batch_end``
+    after every optimizer step (called only on callbacks that override it, so the batch loop
+    stays bare otherwise; don't read the loss there, it would wait for the device) and
+    ``on_epoch_end`` (``state.logs`` holds its record), then ``on_train_end``. Callbacks that save checkpoints
     (``saves_checkpoints = True``) run their ``on_epoch_end`` after every other callback, so a
     checkpoint holds every callback's end-of-epoch state.
 
@@ -86,6 +88,9 @@ class Callback:
         pass
 
     def on_epoch_begin(self, state: TrainState) -> None:
+        pass
+
+    def on_batch_end(self, state: TrainState) -> None:
         pass
 
     def on_epoch_end(self, state: TrainState) -> None:
@@ -107,6 +112,9 @@ class Callback:
     @classmethod
     def _stateful(cls) -> bool:
         return cls.state_dict is not Callback.state_dict
+
+    def _per_batch(self) -> bool:
+        return type(self).on_batch_end is not Callback.on_batch_end
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -286,7 +294,9 @@ class LRSchedulerStep(Callback):
         fit(model, loss_fn, opt, train, epochs=10, callbacks=[LRSchedulerStep(cosine)])
 
     Epoch e (1-based) trains at the rate the scheduler gives after e - 1 steps. ``ReduceLROnPlateau``
-    steps on a logged value: ``LRSchedulerStep(plateau, monitor="val_loss")``.
+    steps on a logged value: ``LRSchedulerStep(plateau, monitor="val_loss")``. Schedules counted
+    in optimizer steps (warm-up, one-cycle) take ``interval="step"``: the scheduler steps after
+    every batch.
 
     The scheduler's state (its step count, a plateau's best value) is this callback's
     ``state_dict()``: :class:`ModelCheckpoint` saves it and ``fit(resume_from=...)`` restores it.
@@ -299,6 +309,7 @@ class LRSchedulerStep(Callback):
         self,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         monitor: str | None = None,
+        interval: str = "epoch",
     ) -> None:
         check_type("scheduler", scheduler, torch.optim.lr_scheduler.LRScheduler)
         check_type("monitor", monitor, str, optional=True)
@@ -315,7 +326,12 @@ class LRSchedulerStep(Callback):
                 f"{type(scheduler).__name__} steps "
                 f"without one, got monitor={monitor!r}"
             )
-        self.scheduler, self.monitor = scheduler, monitor
+        check_choice("interval", interval, ("epoch", "step"))
+        if plateau and interval == "step":
+            raise ValueError(
+                "interval must be 'epoch' for ReduceLROnPlateau, got 'step'"
+            )
+        self.scheduler, self.monitor, self.interval = scheduler, monitor, interval
 
     def on_train_begin(self, state: TrainState) -> None:
         if self.monitor is not None:
@@ -328,6 +344,18 @@ class LRSchedulerStep(Callback):
 
     def on_epoch_begin(self, state: TrainState) -> None:
         steps = self.scheduler.last_epoch  # 0 when built; +1 per step
+        if (
+            self.interval == "step"
+        ):  # steps taken so far: (epoch - 1) epochs of batches
+            if state.loader is None or not hasattr(state.loader, "__len__"):
+                return  # unknown length: nothing to check against
+            expected = (state.epoch - 1) * len(state.loader)
+            if steps != expected:
+                raise ValueError(
+                    f"scheduler has taken {steps} steps, but epoch {state.epoch} is "
+                    f"about to start: it should have taken {expected} (one per batch)"
+                )
+            return
         if steps != state.epoch - 1:
             raise ValueError(
                 f"scheduler has taken {steps} steps, but epoch {state.epoch} is about to "
@@ -335,7 +363,16 @@ class LRSchedulerStep(Callback):
                 "written by ModelCheckpoint, which saves it, or step it only here)"
             )
 
+    def on_batch_end(self, state: TrainState) -> None:
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def _per_batch(self) -> bool:
+        return self.interval == "step"
+
     def on_epoch_end(self, state: TrainState) -> None:
+        if self.interval == "step":
+            return
         if self.monitor is None:
             self.scheduler.step()
             return

@@ -309,6 +309,8 @@ def _train_epoch(
     device: torch.device,
     metric: str,
     bar: Any,
+    after_step: Sequence[Callback] = (),
+    state: TrainState | None = None,
 ) -> _Sums:
     sums, first = _Sums(name="train_data"), True
     for batch in bar if bar is not None else data:
@@ -325,6 +327,8 @@ def _train_epoch(
             first = False
             sums.start(out, y, loss_fn, metric)  # shapes only: no sync
         sums.add(x.shape[0], loss, out, y)
+        for cb in after_step:  # only callbacks that override on_batch_end
+            cb.on_batch_end(state)
     return sums
 
 
@@ -516,6 +520,7 @@ def fit(
         _load_callback_states(callbacks, checkpoint.get("callbacks"))
     # checkpoint writers last, so they save every other callback's end-of-epoch state
     at_epoch_end = sorted(callbacks, key=lambda cb: cb.saves_checkpoints)
+    after_step = [cb for cb in callbacks if cb._per_batch()]
 
     epoch_bar = tqdm(
         total=epochs, initial=start, disable=not progress, desc="fit", unit="epoch"
@@ -540,7 +545,15 @@ def fit(
             model.train()
             t0 = time.perf_counter()
             sums = _train_epoch(
-                model, loss_fn, optimizer, train_data, device, metric, bar
+                model,
+                loss_fn,
+                optimizer,
+                train_data,
+                device,
+                metric,
+                bar,
+                after_step,
+                state,
             )
             _synchronize(device)
             seconds = time.perf_counter() - t0
