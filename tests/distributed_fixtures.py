@@ -14,37 +14,49 @@ from __future__ import annotations
 import faulthandler
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import torch.distributed as dist
 
+_armed: list[float] = []  # the last-resort deadlines of the enclosing limits
+
 
 @contextmanager
 def hard_timeout(seconds: float) -> Iterator[None]:
-    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not (
-        threading.main_thread()
-    ):  # Windows, or a runner off the main thread: the last resort alone
-        faulthandler.dump_traceback_later(seconds + 30, exit=True)
-        try:
-            yield
-        finally:
-            faulthandler.cancel_dump_traceback_later()
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test exceeded its hard limit of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    """Raise ``TimeoutError`` in the block after ``seconds``; nests (an inner limit
+    gives the outer one back what is left of it)."""
+    deadline = time.monotonic() + seconds + 30
     faulthandler.dump_traceback_later(seconds + 30, exit=True)
+    _armed.append(deadline)
+    alarm = hasattr(signal, "SIGALRM") and (
+        threading.current_thread() is threading.main_thread()
+    )  # else (Windows, a runner off the main thread) the last resort alone
+    if alarm:
+
+        def expire(signum: int, frame: object) -> None:
+            raise TimeoutError(f"test exceeded its hard limit of {seconds:g} s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+        start = time.monotonic()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if outer > 0:  # the enclosing limit keeps running
+                left = outer - (time.monotonic() - start)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3))
+        _armed.pop()
         faulthandler.cancel_dump_traceback_later()
+        if _armed:
+            faulthandler.dump_traceback_later(
+                max(_armed[-1] - time.monotonic(), 1e-3), exit=True
+            )
 
 
 @pytest.fixture(autouse=True)

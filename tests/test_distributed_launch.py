@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime
 import sys
+import time
 import types
 
 import pytest
 import torch
+from distributed_fixtures import hard_timeout
 
 from dlcore.distributed import (
     default_backend,
@@ -130,3 +132,17 @@ def test_rank_device_and_collectives_need_a_process_group():
         rank_device()
     with pytest.raises(RuntimeError, match="initialised process group"):
         gossip_average(torch.ones(3), 1)
+
+
+def test_the_tests_hard_limit_fires_and_nests():
+    # what keeps every distributed test from hanging CI
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="hard limit of 1 s"), hard_timeout(1):
+        with (
+            pytest.raises(TimeoutError, match="hard limit of 0.2 s"),
+            hard_timeout(0.2),
+        ):
+            time.sleep(5)
+        assert 0.15 < time.monotonic() - start < 0.6
+        time.sleep(5)  # the outer limit is still armed
+    assert 0.9 < time.monotonic() - start < 1.5

@@ -1,6 +1,7 @@
 """python -m dlcore.distributed.train under torchrun: two "nodes" on 127.0.0.1, one
 node with two processes resuming a checkpoint, and a node whose peer never comes
-(torchrun's join timeout, shortened from its 600 s). Every subprocess has a timeout."""
+(torchrun's join timeout, shortened from its 600 s). Every subprocess has a
+timeout."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch.distributed as dist
-from distributed_fixtures import time_limit  # noqa: F401  (autouse hard limit)
+from distributed_fixtures import hard_timeout, time_limit  # noqa: F401
 
 from dlcore.distributed import WorkerError, launch
 
@@ -38,6 +38,10 @@ def _rank_1_is_late(rank: int, world_size: int) -> None:
     if rank == 1:
         time.sleep(30)  # killed long before
     dist.barrier()
+
+
+def _both_wait(rank: int, world_size: int) -> None:
+    time.sleep(60)
 
 
 def _no_rank_left() -> bool:
@@ -132,3 +136,13 @@ def test_init_from_env_times_out_when_a_rank_never_joins():
     assert time.monotonic() - start < 40
     assert "timed out" in done.stderr.lower() or "timeout" in done.stderr.lower()
     assert "1/2 clients joined" in done.stderr
+
+
+def test_an_interrupted_launch_leaves_no_rank_behind():
+    # Ctrl-C in a notebook, or a test's time limit: an exception in the caller while
+    # launch waits; the ranks go with it
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match="hard limit of 6 s"), hard_timeout(6):
+        launch(_both_wait, 2, timeout=60)
+    assert time.monotonic() - start < 15
+    assert _no_rank_left()
