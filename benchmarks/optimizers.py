@@ -8,6 +8,10 @@ kernels (one kernel per tensor doing the whole update; on CPU for SGD, Adagrad, 
 AdamW). dlcore does not try to match those: a foreach step reads and writes every tensor
 once per operation (about eight passes over memory for Adam), a fused kernel once in all.
 The target there (at most 4x) only guards against a regression.
+
+One thread: a step is a few hundred microseconds of memory-bound elementwise kernels, and
+on a shared 2-core machine two OpenMP threads turn it into milliseconds of hand-offs
+(measured: 36 ms for a 0.3 ms SGD step), which would time the scheduler, not the step.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def cases(device: torch.device) -> list[Case]:
                 reference=_stepper(ref, {**kw, "foreach": True}, device),
                 reference_name=f"torch.optim.{ref.__name__}(foreach=True)",
                 target=("<=", 1.3),
+                threads=1,
             )
         )
     fused_ok = device.type in ("cpu", "cuda")
@@ -77,6 +82,7 @@ def cases(device: torch.device) -> list[Case]:
                 reference=_stepper(ref, {**kw, "fused": True}, device),
                 reference_name=f"torch.optim.{ref.__name__}(fused=True), for context",
                 target=("<=", 4.0),
+                threads=1,
             )
         )
     return out
