@@ -199,14 +199,8 @@ def _message(value: Any) -> bytes:
     try:
         return pickle.dumps(("ok", value))
     except Exception as err:
-        return pickle.dumps(
-            (
-                "error",
-                None,
-                f"fn returned a value that cannot be pickled: {err!r}",
-                "",
-            )
-        )
+        summary = f"{type(err).__name__}: fn's value cannot be sent back ({err})"
+        return pickle.dumps(("error", time.time(), None, summary, ""))
 
 
 def _error(exc: BaseException) -> bytes:
@@ -247,9 +241,8 @@ def _worker(
         )
         joined = True
         message = _message(fn(rank, world_size, *args))
-    except (
-        BaseException
-    ) as exc:  # KeyboardInterrupt and SystemExit are reported too
+    # KeyboardInterrupt and SystemExit are reported too
+    except BaseException as exc:
         message = _error(exc)
     try:
         # sent before the group is torn down, so the first error to arrive is the
@@ -294,9 +287,9 @@ def _died(rank: int, world_size: int, exitcode: int | None) -> WorkerError:
 
 def _raised(rank: int, world_size: int, message: tuple[Any, ...]) -> WorkerError:
     _, _, payload, summary, text = message
+    where = f"\n\nTraceback in rank {rank}:\n{text}" if text else ""
     err = WorkerError(
-        f"rank {rank} of {world_size} raised {summary}\n\n"
-        f"Traceback in rank {rank}:\n{text}",
+        f"rank {rank} of {world_size} raised {summary}{where}",
         rank=rank,
         world_size=world_size,
         remote_traceback=text,

@@ -40,6 +40,10 @@ def _rank_1_is_late(rank: int, world_size: int) -> None:
     dist.barrier()
 
 
+def _returns_a_generator(rank: int, world_size: int) -> object:
+    return (i for i in range(rank))
+
+
 def _both_wait(rank: int, world_size: int) -> None:
     time.sleep(60)
 
@@ -145,4 +149,14 @@ def test_an_interrupted_launch_leaves_no_rank_behind():
     with pytest.raises(TimeoutError, match="hard limit of 6 s"), hard_timeout(6):
         launch(_both_wait, 2, timeout=60)
     assert time.monotonic() - start < 15
+    assert _no_rank_left()
+
+
+def test_a_value_that_cannot_travel_back_is_named():
+    with pytest.raises(
+        WorkerError,
+        match=r"rank [01] of 2 raised TypeError: fn's value cannot be sent back "
+        r"\(cannot pickle 'generator'",
+    ):
+        launch(_returns_a_generator, 2, timeout=60)
     assert _no_rank_left()
