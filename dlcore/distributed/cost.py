@@ -23,10 +23,10 @@ timer cannot do.
 The stated interconnects (:data:`INTERCONNECTS`). Bandwidth is the line rate per
 direction; latency is the per-step latency NCCL's own tuning model charges a ring
 step with its "Simple" protocol, the one large gradient buckets use (``hwLat`` in
-NCCL's ``src/graph/tuning.cc``: 3.4 us over NVLink, 9.6 us over a network, for any
-NIC). Reduction is taken as free (``gamma = 0``): NCCL fuses it into the copy
-kernels. Real runs reach some 80-90 % of line rate, so these are optimistic bounds,
-not measurements.
+NCCL's ``src/graph/tuning.cc``, 2020 versions: 3.4 us over NVLink, 9.6 us over a
+network, for any NIC). Reduction is taken as free (``gamma = 0``): NCCL fuses it
+into the copy kernels. Real runs stay below line rate, so these are optimistic
+bounds, not measurements.
 
 - 100 Gb/s Ethernet (RoCE; IEEE 802.3ba): 12.5 GB/s, alpha = 9.6 us;
 - InfiniBand HDR (200 Gb/s per port; NVIDIA ConnectX-6 datasheet): 25 GB/s, alpha =
@@ -325,8 +325,9 @@ def time_all_reduce(
     algorithms: Sequence[str] = ("ring", "naive", "torch"),
 ) -> dict[str, list[float]]:
     """Seconds per all-reduce of float32 tensors of each size, for each algorithm
-    (``ring``, ``naive``, ``torch`` = ``dist.all_reduce``), interleaved size by size
-    so machine noise hits all alike; to :func:`~dlcore.distributed.launch`."""
+    (``ring``, ``naive``, ``torch`` = ``dist.all_reduce``), taking turns size by
+    size so slow spells of the machine hit all alike; to
+    :func:`~dlcore.distributed.launch`."""
     sizes = [_nbytes("numels", v) for v in numels]
     repeats = check_int("repeats", repeats, 1)
     for name in algorithms:
