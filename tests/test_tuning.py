@@ -120,3 +120,12 @@ def test_the_race_keeps_whole_rounds_within_the_budget(split):
     assert [(t.optimizer, t.seed) for t in trials] == [("SGD", 0), ("Adam", 0)]
     trials = optimizer_race(split, lrs, target=0.5, epochs=1, seeds=(0, 1), **KW)
     assert len(trials) == 4
+
+
+def test_a_diverging_rate_is_recorded_not_warned(split, recwarn):
+    trial = run_trial("SGD", 1e6, split, epochs=2, seed=0, **KW)
+    assert trial.diverged and trial.epochs == 2
+    assert not [
+        w for w in recwarn if "NaN" in str(w.message) or "nan" in str(w.message)
+    ]
+    assert not run_trial("SGD", 0.1, split, epochs=1, seed=0, **KW).diverged

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +124,9 @@ class Trial:
     train_loss: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # cumulative, training only
     pruned: bool = False
+    diverged: bool = (
+        False  # the training loss became NaN/inf (the rate was too large)
+    )
     model: nn.Module | None = field(default=None, repr=False)
 
     @property
@@ -172,7 +176,8 @@ def run_trial(
     ``schedule="warmup_cosine"`` warms the rate up over the first epoch's steps, then decays
     it along a cosine to zero at the last step (:class:`~dlcore.optim.WarmupCosine`, stepped
     per batch). ``report(epoch, val_accuracy)`` returning True stops the trial early (a tuner's
-    pruner); the trial is then marked ``pruned``.
+    pruner); the trial is then marked ``pruned``. A rate so large that the loss becomes NaN
+    is a result, not an error: the trial is marked ``diverged`` (fit's warning is silenced).
     """
     check_type("split", split, Split)
     epochs = check_int("epochs", epochs, 1)
@@ -205,14 +210,18 @@ def run_trial(
             return stop
 
         callbacks.append(_Report(pruning))
-    history = fit(
-        model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, val=val,
-        callbacks=callbacks, device=device, progress=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        # a rate too large for the model is a result of the sweep, recorded as diverged
+        warnings.filterwarnings("ignore", "(loss|parameter) .* (NaN|nan|inf)")
+        history = fit(
+            model, nn.CrossEntropyLoss(), opt, train, epochs=epochs, val=val,
+            callbacks=callbacks, device=device, progress=False,
+        )  # fmt: skip
     trial.val_accuracy = history["val_accuracy"]
     trial.train_loss = history["loss"]
     trial.seconds = list(torch.tensor(history["seconds"]).cumsum(0).tolist())
     trial.pruned = any(stopped)
+    trial.diverged = not all(math.isfinite(v) for v in trial.train_loss)
     trial.model = model
     return trial
 
