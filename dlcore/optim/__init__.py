@@ -14,14 +14,14 @@ bit for bit::
 ``state_bytes`` and ``state_bytes_per_param`` price an optimizer's memory.
 """
 
-from dlcore.optim.adagrad import Adagrad
-from dlcore.optim.adam import Adam, AdamW
+from dlcore.optim.adagrad import Adagrad, adagrad_step, adagrad_step_foreach
+from dlcore.optim.adam import Adam, AdamW, adam_step, adam_step_foreach
 from dlcore.optim.optimizer import (
     ParamwiseOptimizer,
     state_bytes,
     state_bytes_per_param,
 )
-from dlcore.optim.rmsprop import RMSprop
+from dlcore.optim.rmsprop import RMSprop, rmsprop_step, rmsprop_step_foreach
 from dlcore.optim.schedules import (
     CosineDecay,
     OneCycle,
@@ -29,7 +29,7 @@ from dlcore.optim.schedules import (
     StepDecay,
     WarmupCosine,
 )
-from dlcore.optim.sgd import SGD
+from dlcore.optim.sgd import SGD, sgd_step, sgd_step_foreach
 
 __all__ = [
     "SGD",
@@ -45,4 +45,12 @@ __all__ = [
     "CosineDecay",
     "WarmupCosine",
     "OneCycle",
+    "sgd_step",
+    "sgd_step_foreach",
+    "adagrad_step",
+    "adagrad_step_foreach",
+    "rmsprop_step",
+    "rmsprop_step_foreach",
+    "adam_step",
+    "adam_step_foreach",
 ]
