@@ -2,6 +2,7 @@
 #   make book    execute every chapter and build the HTML into _build/html
 #   make test    lint, unit + reference tests, nbval on every chapter, book build with -W, browser check
 #   make bench   ratios against the reference implementations (benchmarks/), JSON in _build/bench.json
+#   make reproduce  faithful long runs of published results the chapters shorten (minutes)
 #   make clean   remove build outputs (keeps .venv and the data cache)
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ export PYTHONHASHSEED := 0
 NBVAL_NUMERICS ?= portable
 BOOK_NUMERICS  ?= native
 
-.PHONY: book test lint unit nbval book-strict browser bench clean data venv
+.PHONY: book test lint unit nbval book-strict browser bench reproduce clean data venv
 
 # The stamp is rebuilt when pyproject.toml changes, so `make` re-installs only when dependencies change.
 $(VENV)/.stamp-%: pyproject.toml
@@ -43,7 +44,7 @@ book: $(VENV)/.stamp-book,offline,onnx,tuning data
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check dlcore tests benchmarks chapters/_ext chapters/conftest.py
+	$(BIN)/ruff format --check dlcore tests benchmarks reproduce chapters/_ext chapters/conftest.py
 
 unit: venv data
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests dlcore --doctest-modules --ignore=tests/book -n $(WORKERS) -q
@@ -67,6 +68,10 @@ test: lint unit nbval book-strict browser
 
 bench: venv data
 	$(PY) -m benchmarks
+
+# Faithful, long reproductions of published results that the chapters shorten (minutes to hours).
+reproduce: venv data
+	$(PY) -m reproduce.kingma_ba_mnist --epochs 5
 
 clean:
 	rm -rf _build build dist *.egg-info .pytest_cache .ruff_cache
