@@ -10,12 +10,15 @@ Every chapter starts with::
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
 import os
 import platform
 import random
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +29,19 @@ from dlcore._checks import check_bool, check_seed
 __all__ = ["as_device", "get_device", "seed_everything", "env_report", "EnvReport"]
 
 _DEVICE_ENV = "DLCORE_DEVICE"
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Only errors from logger ``name`` inside the block: for imports that log noise on
+    every machine (torch's "No CUDA runtime", torchao's pytree deprecation)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _available(kind: str) -> bool:

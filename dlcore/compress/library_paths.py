@@ -19,7 +19,6 @@ Both need the optional extra for torchao (``pip install torchao``); torch.ao shi
 from __future__ import annotations
 
 import copy
-import logging
 import warnings
 from typing import Any
 
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from dlcore._checks import check_choice, check_type
+from dlcore.runtime import _quiet_logger
 
 __all__ = ["quantize_dynamic_ao", "quantize_dynamic_torchao", "torchao_available"]
 
@@ -71,13 +71,8 @@ def torchao_available() -> bool:
 
 def _torchao() -> Any:
     # torchao registers a pytree enum at import, and torch logs a deprecation for it: noise
-    log = logging.getLogger("torch.utils._pytree")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    with _quiet_logger("torch.utils._pytree"):
         import torchao.quantization as quantization
-    finally:
-        log.setLevel(level)
     return quantization
 
 

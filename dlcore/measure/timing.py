@@ -8,7 +8,6 @@ default of one.
 from __future__ import annotations
 
 import html
-import logging
 import statistics
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
@@ -19,7 +18,7 @@ import torch
 
 from dlcore._checks import check_int, check_real, check_type
 from dlcore.measure.units import _sig, _time_unit, format_seconds
-from dlcore.runtime import as_device, get_device
+from dlcore.runtime import _quiet_logger, as_device, get_device
 
 __all__ = ["Timing", "time_it", "Comparison", "compare_times", "matmul_peak_flops"]
 
@@ -52,13 +51,8 @@ def _torch_benchmark() -> Any:
     Importing it pulls in ``torch.utils.cpp_extension``, which logs that warning on every machine
     with CUDA-enabled torch and no GPU: noise in the book's pages, saying nothing about the timing.
     """
-    log = logging.getLogger("torch.utils.cpp_extension")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
+    with _quiet_logger("torch.utils.cpp_extension"):
         from torch.utils import benchmark
-    finally:
-        log.setLevel(level)
     return benchmark
 
 
