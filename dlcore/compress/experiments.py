@@ -1,13 +1,14 @@
-"""The compression chapter's experiments as functions: Han's schedule, the Pareto front, and
-every method's (size, latency, accuracy) point under a time budget, for the ROI chapter.
+"""The compression chapter's experiments as functions: Han's schedule, the Pareto
+front, and every method's (size, latency, accuracy) point under a time budget, which
+the ROI chapter calls.
 
-    ledger = compression_points(budget_s=60)         # trains LeNet-300-100, compresses it
-    pareto_front(ledger)                              # the rows no other row beats
+    ledger = compression_points(budget_s=60)   # trains LeNet-300-100, compresses it
+    pareto_front(ledger)                        # the rows no other row beats
 
-:func:`compression_points` spends its budget in three parts: about 40 % training the dense
-LeNet-300-100 (Adam 1e-3), 30 % fine-tuning the methods that need it (Adam at a tenth of that
-rate, Han et al.'s retraining rule), the rest measuring. The budget sets how many images and
-epochs fit, from the throughput of a first epoch; the seconds really spent are in each row.
+:func:`compression_points` spends its budget in three parts: about 40 % training the
+dense LeNet-300-100 (Adam 1e-3), 30 % retraining the methods that need it, the rest
+measuring. The budget sets how many images and epochs fit, from the throughput of a
+first epoch; the seconds really spent are in each row.
 """
 
 from __future__ import annotations
@@ -51,24 +52,26 @@ __all__ = [
     "compression_points",
 ]
 
-# Han et al. 2015, Table 2: LeNet-300-100's layers keep 8 %, 9 % and 26 % of their weights
+# Han et al. 2015, Table 2: LeNet-300-100's layers keep 8 %, 9 % and 26 % of weights
 HAN_LENET300_KEPT = (0.08, 0.09, 0.26)
 
 
 def han_schedule(
     model: nn.Module, kept: Sequence[float] = HAN_LENET300_KEPT, *, steps: int = 3
 ) -> PruningSchedule:
-    """Prune each ``nn.Linear`` of ``model`` to its ``kept`` fraction in ``steps`` equal steps of
-    kept fraction (epochs 1..steps of :func:`dlcore.train.fit`): prune, retrain, prune more.
+    """A :class:`PruningSchedule` that prunes each ``nn.Linear`` of ``model`` to its
+    ``kept`` fraction in ``steps`` equal steps, at epochs 1..steps of ``fit``:
+    prune, retrain, prune more (Han et al. 2015).
 
-    Step ``t`` keeps ``1 − (t/steps)·(1 − kept)`` of each layer, so the last step reaches
-    ``kept`` exactly (:func:`~dlcore.compress.prune_to_sparsity` counts the weights)."""
+    Step ``t`` keeps ``1 − (t/steps)·(1 − kept)`` of each layer, so the last step
+    reaches ``kept`` exactly (:func:`~dlcore.compress.prune_to_sparsity` counts)."""
     layers = list(linear_layers(model).values())
     if isinstance(kept, (str, bytes)) or not isinstance(kept, Sequence):
         raise TypeError(f"kept must be a sequence of fractions, got {kept!r}")
     if len(kept) != len(layers):
         raise ValueError(
-            f"kept must give one fraction per nn.Linear ({len(layers)}), got {len(kept)}"
+            f"kept must give one fraction per nn.Linear ({len(layers)}), "
+            f"got {len(kept)}"
         )
     kept = [check_real(f"kept[{i}]", k, 0.0, 1.0) for i, k in enumerate(kept)]
     steps = check_int("steps", steps, 1)
@@ -95,8 +98,9 @@ def pareto_front(
 ) -> list[str]:
     """Names of the rows of ``ledger`` that no other row dominates, in ledger order.
 
-    Row ``a`` dominates ``b`` when it is no worse in every key (lower in ``minimize``, higher in
-    ``maximize``) and better in at least one. Every row must have every key.
+    Row ``a`` dominates ``b`` when it is no worse in every key (lower in
+    ``minimize``, higher in ``maximize``) and better in at least one. Every row must
+    have every key.
     """
     check_type("ledger", ledger, Ledger)
     for name, keys in (("minimize", minimize), ("maximize", maximize)):
@@ -123,16 +127,16 @@ def pareto_front(
     ]
 
 
-# ----------------------------------------------------------------------------- the ROI points
+# --------------------------------------------------------------------- the ROI points
 
 
 def _plan(
     budget_s: float, samples_per_s: float, available: int
 ) -> tuple[int, int, int]:
-    """(training images, epochs, fine-tuning images per method) that fit ``budget_s``.
+    """(training images, epochs, retraining images per method) for ``budget_s``.
 
-    40 % of the budget trains (aiming at 3 epochs, 1 to 10), 30 % fine-tunes four methods
-    (one pass each over its share), at the measured ``samples_per_s``."""
+    40 % of the budget trains (aiming at 3 epochs, 1 to 10), 30 % retrains four
+    methods (one pass each over its share), at the measured ``samples_per_s``."""
     train_samples = 0.4 * budget_s * samples_per_s
     n_train = int(min(available, max(500, train_samples / 3)))
     epochs = int(min(10, max(1, round(train_samples / n_train))))
@@ -167,19 +171,21 @@ def compression_points(
     seed: int = 0,
     device: torch.device | str | None = None,
 ) -> Ledger:
-    """Train LeNet-300-100 on MNIST within ``budget_s`` seconds and compress it every way the
-    compression chapter does; one ledger row per method.
+    """Train LeNet-300-100 within ``budget_s`` seconds and compress it every way the
+    compression chapter does, with its settings; one ledger row per method.
 
-    ``data``: a :class:`~dlcore.data.TrainTest` of flattenable 784-pixel images (default
-    ``load_mnist(normalize=True)``). Rows: ``fp32 dense``, ``pruned (Han rates)``,
-    ``pruned + shared 5-bit``, ``structured 50 %``, ``int8 dynamic (torch.ao)``, ``int8
-    dynamic (torchao)`` (if installed), ``bf16``, ``low rank 90 % energy``, ``distilled
-    784-50-10``. invest: as :func:`~dlcore.compress.compression_costs`, plus
-    ``compressed_bytes`` (the bytes in the storage the method implies: CSR for pruned
-    weights, Deep Compression's relative indices for shared ones, the state dict otherwise)
-    and ``compress_s`` (seconds spent producing the variant: training or fine-tuning);
-    returns: latencies at batch 1 and 256 and ``test_acc``. The budget is a plan, not a
-    guarantee: a loaded machine overruns it.
+    ``data``: a :class:`~dlcore.data.TrainTest` of 784-pixel images (default:
+    ``load_mnist(normalize=True)``). Rows: ``fp32 dense``, ``pruned, Han's rates``
+    (three pruning steps and one more epoch, Adam 1e-3), ``pruned + shared 6-bit``,
+    ``structured 50 %``, ``int8 torch.ao``, ``int8 torchao`` (if installed), ``bf16``,
+    ``low rank 90% energy``, ``distilled 784-100-10`` (T = 20, α = 0.5).
+
+    invest: as :func:`~dlcore.compress.compression_costs`, plus ``compressed_bytes``
+    (the storage the method implies: CSR for pruned weights, Deep Compression's
+    relative indices for shared ones, the state dict otherwise) and ``compress_s``
+    (seconds spent producing the variant). returns: latency at batch 1 and 256,
+    ``test_acc``. Latency is timed with torch's current thread count (the chapter sets
+    one thread). The budget is a plan, not a guarantee: a loaded machine overruns it.
     """
     budget_s = check_real("budget_s", budget_s, 0.0, low_open=True)
     seed = check_seed("seed", seed)
@@ -194,10 +200,9 @@ def compression_points(
         raise ValueError(
             f"data must hold 784-pixel images, got {x.shape[1]} features"
         )
-    y = data.y_train
-    test = [(data.x_test.reshape(len(data.x_test), -1), data.y_test)]
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    x, y = x[order], y[order]
+    x, y = x[order], data.y_train[order]
+    x_test = data.x_test.reshape(len(data.x_test), -1)
     loss_fn = nn.CrossEntropyLoss()
 
     # a first epoch on a small chunk measures the throughput the plan rests on
@@ -206,27 +211,29 @@ def compression_points(
     opt = torch.optim.Adam(dense.parameters(), lr=1e-3)
     start = time.perf_counter()
     chunk = min(len(x), 1024)
-    fit(dense, loss_fn, opt, _loader(x[:chunk], y[:chunk], seed, dev), epochs=1,
-        progress=False)  # fmt: skip
+    first = _loader(x[:chunk], y[:chunk], seed, dev)
+    fit(dense, loss_fn, opt, first, epochs=1, progress=False)
     rate = chunk / max(time.perf_counter() - start, 1e-6)
     n_train, epochs, n_tune = _plan(budget_s, rate, len(x))
-    fit(dense, loss_fn, opt, _loader(x[:n_train], y[:n_train], seed, dev),
-        epochs=epochs, progress=False)  # fmt: skip
+    train = _loader(x[:n_train], y[:n_train], seed, dev)
+    fit(dense, loss_fn, opt, train, epochs=epochs, progress=False)
     train_s = time.perf_counter() - start
     tune = _loader(x[:n_tune], y[:n_tune], seed + 1, dev)
 
     ledger = Ledger("compression")
     min_run_time = min(0.2, max(0.02, 0.3 * budget_s / 9 / 4))
-    example = x[:1].to(dev)
 
     def add(
         name: str, model: nn.Module, seconds: float, stored: int | None
     ) -> None:
-        costs = compression_costs(model, example.to(_device_of(model)), test_data=[
-            (xt.to(_device_of(model)), yt) for xt, yt in test], min_run_time=min_run_time)  # fmt: skip
+        on = _device_of(model)
+        costs = compression_costs(
+            model, x_test[:1].to(on), min_run_time=min_run_time,
+            test_data=[(x_test.to(on), data.y_test.to(on))],
+        )  # fmt: skip
         invest = costs["invest"]
         invest["compressed_bytes"] = (
-            stored if stored is not None else invest["model_bytes"]
+            invest["model_bytes"] if stored is None else stored
         )
         invest["compress_s"] = seconds
         ledger.add(name, invest=invest, returns=costs["returns"])
@@ -234,47 +241,52 @@ def compression_points(
     add("fp32 dense", dense, train_s, None)
 
     pruned = copy.deepcopy(dense)
-    seconds = _tune(pruned, tune, 1e-4, epochs=3, callbacks=[han_schedule(pruned)])
+    schedule = han_schedule(pruned, steps=3)
+    seconds = _tune(pruned, tune, 1e-3, epochs=4, callbacks=[schedule])
     remove_pruning(pruned)
-    weights = sum(
-        csr_bytes(layer.weight) for layer in linear_layers(pruned).values()
-    )
-    biases = sum(4 * layer.bias.numel() for layer in linear_layers(pruned).values())
-    add("pruned (Han rates)", pruned, seconds, weights + biases)
+    layers = linear_layers(pruned).values()
+    csr = sum(csr_bytes(m.weight) + 4 * m.bias.numel() for m in layers)
+    add("pruned, Han's rates", pruned, seconds, csr)
 
     shared = copy.deepcopy(pruned)
     start = time.perf_counter()
-    share_weights(shared, bits=5)
-    add("pruned + shared 5-bit", shared, time.perf_counter() - start,
-        deep_compression_bytes(shared, value_bits=5, index_bits=4))  # fmt: skip
+    share_weights(shared, bits=6)
+    stored = min(
+        deep_compression_bytes(shared, value_bits=6, index_bits=b)
+        for b in range(2, 9)
+    )
+    add("pruned + shared 6-bit", shared, time.perf_counter() - start, stored)
 
     small = prune_neurons(dense, 0.5)
     add("structured 50 %", small, _tune(small, tune, 1e-4), None)
 
-    cpu_dense = copy.deepcopy(dense).cpu()
+    cpu_dense = copy.deepcopy(dense).cpu().eval()
     start = time.perf_counter()
-    add("int8 dynamic (torch.ao)", quantize_dynamic_ao(cpu_dense),
-        time.perf_counter() - start, None)  # fmt: skip
+    int8 = quantize_dynamic_ao(cpu_dense)
+    add("int8 torch.ao", int8, time.perf_counter() - start, None)
     if torchao_available():
         start = time.perf_counter()
-        add("int8 dynamic (torchao)", quantize_dynamic_torchao(cpu_dense),
-            time.perf_counter() - start, None)  # fmt: skip
+        int8 = quantize_dynamic_torchao(cpu_dense)
+        add("int8 torchao", int8, time.perf_counter() - start, None)
     add("bf16", CastModel(dense), 0.0, None)
 
     factored = low_rank(dense, energy=0.9)
-    add("low rank 90 % energy", factored, _tune(factored, tune, 1e-4), None)
+    add("low rank 90% energy", factored, _tune(factored, tune, 1e-4), None)
 
     torch.manual_seed(seed)
-    student = MLP((784, 50, 10)).to(dev)
+    student = MLP((784, 100, 10)).to(dev)
+    opt = torch.optim.Adam(student.parameters(), lr=1e-3)
     start = time.perf_counter()
-    distill(student, dense, torch.optim.Adam(student.parameters(), lr=1e-3),
-            _loader(x[:n_train], y[:n_train], seed + 2, dev), T=4.0, alpha=0.9,
-            epochs=epochs, progress=False)  # fmt: skip
-    add("distilled 784-50-10", student, time.perf_counter() - start, None)
+    transfer = _loader(x[:n_train], y[:n_train], seed + 2, dev)
+    distill(student, dense, opt, transfer, T=20.0, alpha=0.5, epochs=epochs,
+            progress=False)  # fmt: skip
+    add("distilled 784-100-10", student, time.perf_counter() - start, None)
     return ledger
 
 
 def _device_of(model: nn.Module) -> torch.device:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
-    return torch.device("cpu")
+    return torch.device(
+        "cpu"
+    )  # torch.ao's quantized modules hold packed CPU weights
