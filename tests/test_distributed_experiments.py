@@ -24,6 +24,8 @@ from dlcore.distributed.experiments import (
     pipeline_bubble,
     ring_states,
     scaling_experiment,
+    scaling_result,
+    scaling_runs,
 )
 from dlcore.models import MLP
 
@@ -137,6 +139,15 @@ def test_scaling_experiment_checks_arguments_before_launching():
         scaling_experiment(1.0, cost_model="fast")
     with pytest.raises(ValueError, match="max_epochs"):
         scaling_experiment(1.0, max_epochs=0)
+
+
+def test_scaling_runs_and_result_check_arguments():
+    with pytest.raises(ValueError, match="world_size"):
+        scaling_runs(0, 3)
+    with pytest.raises(ValueError, match="cost_model"):
+        scaling_result({"runs": {}, "config": {}, "cost_model": None})
+    with pytest.raises(TypeError, match="interconnects"):
+        scaling_result({"cost_model": None}, interconnects=["InfiniBand"])
 
 
 def test_time_to_accuracy_counts_training_seconds():

@@ -12,7 +12,9 @@ launch with :func:`in_sequence`:
   bucket sizes, and gradient accumulation under ``no_sync``;
 - :func:`pipeline_bubble`: a two-stage GPipe pipeline, its idle fraction measured;
 - :func:`scaling_experiment` (it launches by itself): one process against two, the
-  linear learning-rate scaling rule with warm-up, and the cost model's verdict.
+  linear learning-rate scaling rule with warm-up, and the cost model's verdict; its
+  ranks' side, :func:`scaling_runs`, joins other experiments in one launch, and
+  :func:`scaling_result` reads what it returned.
 
 :func:`ring_states` replays the ring all-reduce's schedule on paper, for its figure.
 """
@@ -31,7 +33,13 @@ from torch import nn
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.utils.data import DataLoader, TensorDataset
 
-from dlcore._checks import check_int, check_real, check_seed, check_type
+from dlcore._checks import (
+    check_bool,
+    check_int,
+    check_real,
+    check_seed,
+    check_type,
+)
 from dlcore.data import load_digits
 from dlcore.distributed.collectives import (
     ByteCounter,
@@ -55,6 +63,8 @@ __all__ = [
     "pipeline_bubble",
     "ring_states",
     "scaling_experiment",
+    "scaling_result",
+    "scaling_runs",
 ]
 
 
@@ -211,8 +221,9 @@ def ddp_equivalence(
     ``batch_size`` per rank, SGD with momentum 0.9, through ``fit``.
 
     Returns ``start`` (the replicas' first parameters, as a state dict), ``steps``
-    (every parameter after every step, flattened) and ``indices`` (this rank's sample
-    order in each epoch), so one process can replay the steps on the whole batch.
+    (every parameter after every step, flattened), ``indices`` (this rank's sample
+    order in each epoch) and ``data`` (the samples, ``(x, y)``), so one process can
+    replay the steps on the whole batch.
     """
     samples = check_int("samples", samples, 2)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -237,7 +248,8 @@ def ddp_equivalence(
     snapshots = _Snapshots()
     fit(ddp, nn.CrossEntropyLoss(), opt, loader, epochs=epochs,
         callbacks=[snapshots], progress=False)  # fmt: skip
-    return {"start": start, "steps": snapshots.steps, "indices": indices}
+    return {"start": start, "steps": snapshots.steps, "indices": indices,
+            "data": data.tensors}  # fmt: skip
 
 
 def _counting_hook(ddp: nn.Module) -> dict[str, int]:
@@ -570,12 +582,45 @@ def _train_once(config: dict[str, Any], seed: int, workers: int, lr: float,
     return {key: history[key] for key in ("seconds", "val_loss", "val_accuracy")}
 
 
-def _scaling_rank(
-    rank: int, world_size: int, config: dict[str, Any]
+def _scaling_config(
+    budget_s: float = 30.0,
+    seeds: Sequence[int] = (0, 1, 2),
+    hidden: Sequence[int] = (128,),
+    batch_size: int = 32,
+    lr: float = 0.02,
+    max_epochs: int = 6,
+    warmup_epochs: int = 1,
+    measure: bool = True,
 ) -> dict[str, Any]:
-    model = config["cost_model"]
-    if model is None:
-        model = measure_cost_model(rank, world_size, repeats=10)
+    budget_s = check_real("budget_s", budget_s, 0.0, low_open=True)
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got none")
+    return {
+        "hidden": [check_int("hidden", h, 1) for h in hidden],
+        "batch_size": check_int("batch_size", batch_size, 1),
+        "lr": check_real("lr", lr, 0.0, low_open=True),
+        "max_epochs": check_int("max_epochs", max_epochs, 1),
+        "warmup_epochs": check_int("warmup_epochs", warmup_epochs, 0),
+        "seeds": seeds,
+        "run_budget_s": budget_s / (3 * len(seeds)),
+        "measure": check_bool("measure", measure),
+    }
+
+
+def scaling_runs(rank: int, world_size: int, **options: Any) -> dict[str, Any]:
+    """The ranks' side of :func:`scaling_experiment` (same options, and ``measure``:
+    fit the cost model here first), for a launch that runs other experiments too
+    (:func:`in_sequence`); :func:`scaling_result` turns rank 0's value into a
+    :class:`ScalingResult`. Needs ``world_size == 2``."""
+    if world_size != 2:
+        raise ValueError(f"world_size must be 2 for scaling_runs, got {world_size}")
+    config = _scaling_config(**options)
+    model = (
+        measure_cost_model(rank, world_size, repeats=10)
+        if config["measure"]
+        else None
+    )
     runs: dict[str, list[dict[str, list[float]]]] = {
         ONE: [],
         SCALED: [],
@@ -588,7 +633,50 @@ def _scaling_rank(
         dist.barrier()
         runs[SCALED].append(_train_once(config, seed, 2, 2 * lr, warmup))
         runs[SAME_LR].append(_train_once(config, seed, 2, lr, 0))
-    return {"runs": runs, "cost_model": model}
+    samples = len(load_digits(seed=0).x_train)
+    return {"runs": runs, "cost_model": model, "train_samples": samples,
+            "config": config}  # fmt: skip
+
+
+def scaling_result(
+    ranks_value: dict[str, Any],
+    cost_model: CostModel | None = None,
+    interconnects: Sequence[CostModel] = (),
+) -> ScalingResult:
+    """A :class:`ScalingResult` from rank 0's value of :func:`scaling_runs`;
+    ``cost_model`` is required when the ranks did not measure one."""
+    check_type("ranks_value", ranks_value, dict)
+    check_type("cost_model", cost_model, CostModel, optional=True)
+    for m in interconnects:
+        check_type("interconnects", m, CostModel)
+    fitted = cost_model or ranks_value["cost_model"]
+    if fitted is None:
+        raise ValueError(
+            "cost_model is needed: the ranks measured none (measure=False)"
+        )
+    runs, config = ranks_value["runs"], ranks_value["config"]
+    sizes = [64, *config["hidden"], 10]
+    grad_bytes = 4 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    batch_size = config["batch_size"]
+    steps_one = -(-ranks_value["train_samples"] // batch_size)  # batches per epoch
+    one_epoch = statistics.median(s for r in runs[ONE] for s in r["seconds"])
+    two_epoch = statistics.median(
+        s for name in (SCALED, SAME_LR) for r in runs[name] for s in r["seconds"]
+    )
+    compute_s = one_epoch / steps_one
+    return ScalingResult(
+        runs=runs,
+        compute_s=compute_s,
+        grad_bytes=grad_bytes,
+        cost_model=fitted,
+        measured_efficiency=one_epoch / (2 * two_epoch),
+        predicted_efficiency=fitted.scaling_efficiency(grad_bytes, compute_s, 2),
+        batch_size=batch_size,
+        extrapolation={
+            m.name: m.scaling(grad_bytes, compute_s, WORKERS)
+            for m in [fitted, *interconnects]
+        },  # fmt: skip
+    )
 
 
 def scaling_experiment(
@@ -612,48 +700,21 @@ def scaling_experiment(
     et al. 2017: the global batch doubled); two processes at ``lr``. Each run stops
     after ``max_epochs`` or when its share of ``budget_s`` (training seconds, split
     evenly over the runs) is spent. ``cost_model``: fitted here when None (a second or
-    two). Each rank gets ``os.cpu_count() // 2`` threads; the one-process run uses one
-    rank's. See :class:`ScalingResult`.
+    two). ``interconnects``: models to extrapolate with, besides this machine's.
+    Each rank gets ``os.cpu_count() // 2`` threads; the one-process run uses one
+    rank's. Start-up and evaluation come on top of ``budget_s``: about 20 s on two
+    busy cores. See :class:`ScalingResult`.
     """
-    budget_s = check_real("budget_s", budget_s, 0.0, low_open=True)
-    seeds = [check_seed("seeds", s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, got none")
     check_type("cost_model", cost_model, CostModel, optional=True)
     for m in interconnects:
         check_type("interconnects", m, CostModel)
-    config = {
-        "hidden": [check_int("hidden", h, 1) for h in hidden],
-        "batch_size": check_int("batch_size", batch_size, 1),
-        "lr": check_real("lr", lr, 0.0, low_open=True),
-        "max_epochs": check_int("max_epochs", max_epochs, 1),
-        "warmup_epochs": check_int("warmup_epochs", warmup_epochs, 0),
-        "seeds": seeds,
-        "run_budget_s": budget_s / (3 * len(seeds)),
-        "cost_model": cost_model,
-    }
+    options = {"budget_s": budget_s, "seeds": tuple(seeds), "hidden": tuple(hidden),
+               "batch_size": batch_size, "lr": lr, "max_epochs": max_epochs,
+               "warmup_epochs": warmup_epochs, "measure": cost_model is None}  # fmt: skip
+    _scaling_config(**options)  # checked before any process starts
     # ranks wait at a barrier while rank 0 trains alone: a timeout above its budget
-    timeout = 60.0 + 2 * budget_s
-    out = launch(_scaling_rank, 2, config, timeout=timeout)[0]
-    runs, fitted = out["runs"], out["cost_model"]
-    sizes = [64, *config["hidden"], 10]
-    grad_bytes = 4 * sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    steps_one = -(-len(load_digits(seed=0).x_train) // batch_size)
-    one_epoch = statistics.median(s for r in runs[ONE] for s in r["seconds"])
-    two_epoch = statistics.median(
-        s for name in (SCALED, SAME_LR) for r in runs[name] for s in r["seconds"]
-    )
-    compute_s = one_epoch / steps_one
-    models = [fitted, *interconnects]
-    return ScalingResult(
-        runs=runs,
-        compute_s=compute_s,
-        grad_bytes=grad_bytes,
-        cost_model=fitted,
-        measured_efficiency=one_epoch / (2 * two_epoch),
-        predicted_efficiency=fitted.scaling_efficiency(grad_bytes, compute_s, 2),
-        batch_size=batch_size,
-        extrapolation={
-            m.name: m.scaling(grad_bytes, compute_s, WORKERS) for m in models
-        },  # fmt: skip
-    )
+    timeout = 60.0 + 2 * float(budget_s)
+    # gloo even with GPUs: the comparison is of CPU processes, like the baseline
+    out = launch(in_sequence, 2, [(scaling_runs, options)], backend="gloo",
+                 timeout=timeout)  # fmt: skip
+    return scaling_result(out[0][0], cost_model, interconnects)
