@@ -72,6 +72,7 @@ bench: venv data
 # Faithful, long reproductions of published results that the chapters shorten (minutes to hours).
 reproduce: venv data
 	$(PY) -m reproduce.kingma_ba_mnist --epochs 5
+	$(PY) -m reproduce.han_pruning --epochs 10 --retrain 10 --seeds 0 1 2
 
 clean:
 	rm -rf _build build dist *.egg-info .pytest_cache .ruff_cache
