@@ -25,6 +25,7 @@ from torch import nn
 
 from dlcore._atomic import atomic_write
 from dlcore._checks import check_int, check_type
+from dlcore.runtime import _quiet_logger
 
 __all__ = ["export_onnx", "onnx_session", "run_onnx", "quantize_onnx_dynamic"]
 
@@ -116,7 +117,9 @@ def quantize_onnx_dynamic(model: bytes) -> bytes:
         src, dst = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
         # a private temporary folder, deleted on exit: nothing half-written escapes
         src.write_bytes(model)
-        quantization.quantize_dynamic(
-            src, dst, weight_type=quantization.QuantType.QInt8
-        )
+        # onnxruntime logs pre-processing advice on the *root* logger: not the reader's concern
+        with _quiet_logger(""):
+            quantization.quantize_dynamic(
+                src, dst, weight_type=quantization.QuantType.QInt8
+            )
         return dst.read_bytes()
