@@ -307,7 +307,8 @@ def _collect(
     When one rank fails its peers often fail a moment later ("connection closed"):
     failures that arrive within ``_SETTLE`` seconds of the first are gathered, and
     the earliest, by the time each rank stamped on it, is raised (the others named
-    in its message).
+    in its message) — except that a rank that died (an exit code, no message) is raised
+    before ranks that raised, which typically fail from losing it.
     """
     results: dict[int, Any] = {}
     failures: list[tuple[float, WorkerError]] = []
@@ -340,7 +341,9 @@ def _collect(
         if failures and settle_by is None:
             settle_by = time.monotonic() + _SETTLE
     if failures:
-        failures.sort(key=lambda failure: failure[0])
+        # A rank that died without a word is stamped when the parent notices, which can be
+        # after its peers' "connection reset"; they failed *because* it died: it goes first.
+        failures.sort(key=lambda f: (f[1].exitcode is None, f[0]))
         first = failures[0][1]
         if len(failures) > 1:
             after = ", ".join(f"rank {err.rank}" for _, err in failures[1:])
