@@ -23,7 +23,7 @@ the part wrapped in :meth:`Row.timed`::
         )
         row.returns(test_acc=evaluate(model, test)["accuracy"])
     ledger  # a table in the notebook
-    ledger.plot(x="train_s", y="test_acc")  # cost vs return
+    plot_ledger(ledger, x="train_s", y="test_acc")  # dlcore.plot: cost vs return
 """
 
 from dlcore.measure.costs import (
