@@ -197,7 +197,10 @@ def test_a_launch_fits_this_machine_and_times_the_three_all_reduces():
     assert (
         m0 == m1 and m0.name == "this machine"
     )  # every rank returns rank 0's model
-    assert m0.beta > 0 and m0.alpha >= 0 and m0.gamma > 0
+    # non-negative by construction (NNLS); a noisy box can fit any one of them to 0,
+    # so no sign beyond that is asserted (the chapter prices the model at 4 MB instead)
+    assert min(m0.alpha, m0.beta, m0.gamma) >= 0
+    assert all(math.isfinite(v) for v in (m0.alpha, m0.beta, m0.gamma))
     assert len(ping0) == 3 and all(t > 0 for t in ping0)
     assert t0 == t1 and set(t0) == {
         "ring",
