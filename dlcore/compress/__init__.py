@@ -1,5 +1,7 @@
 """Model compression, measured: pruning, quantization, distillation, low rank, export.
 
+In short::
+
     from dlcore.compress import magnitude_prune, quantize_affine, distill, low_rank
     magnitude_prune(model, 0.9, scope="global")     # torch.nn.utils.prune masks, in place
     q, scale, zero_point = quantize_affine(w, bits=8, symmetric=True, axis=0)

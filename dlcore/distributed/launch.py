@@ -456,7 +456,7 @@ def init_from_env(
     becomes the current device. ``timeout`` bounds the rendezvous and every
     collective: a rank that never joins is an error after ``timeout``, not a hang.
     (``torchrun``'s own rendezvous has its own join timeout, 600 s by default:
-    ``--rdzv-conf join_timeout=60``.)
+    ``--rdzv-conf join_timeout=60``.) Launch a script that calls it with::
 
         torchrun --nproc-per-node=2 train.py                     # one node
         torchrun --nnodes=2 --node-rank=0 --nproc-per-node=2 \\
