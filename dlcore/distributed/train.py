@@ -45,6 +45,7 @@ __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m dlcore.distributed.train`` (``--help`` lists it)."""
     p = argparse.ArgumentParser(
         prog="python -m dlcore.distributed.train",
         description="Train an MLP with DDP under torchrun (see the docstring).",
@@ -86,6 +87,7 @@ def _data(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one rank of the DDP training ``torchrun`` started; returns the exit status."""
     args = parser().parse_args(argv)
     if args.resume and not args.checkpoint:
         parser().error("--resume needs --checkpoint")
