@@ -53,7 +53,8 @@ __all__ = [
     "optimizer_race",
 ]
 
-# name -> (class, fixed hyper-parameters); the learning rate and weight decay are swept
+#: The optimizers the chapter races: name -> (dlcore class, fixed hyper-parameters).
+#: The learning rate and weight decay are not fixed here; the tuning functions sweep them.
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "SGD": (SGD, {}),
     "Momentum": (SGD, {"momentum": 0.9}),
