@@ -65,7 +65,8 @@ __all__ = [
     "time_all_reduce",
 ]
 
-WORKERS = tuple(2**k for k in range(11))  # 1, 2, 4, ..., 1024
+#: The worker counts the extrapolations tabulate: 1, 2, 4, ..., 1024.
+WORKERS = tuple(2**k for k in range(11))
 
 
 def _nnls(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
@@ -218,9 +219,13 @@ class CostModel:
         )
 
 
+#: 100 Gb/s Ethernet: 12.5 GB/s line rate, NCCL's inter-node latency (sources above).
 ETHERNET_100G = CostModel(9.6e-6, 1 / 12.5e9, 0.0, "100 Gb/s Ethernet")
+#: InfiniBand HDR (200 Gb/s): 25 GB/s line rate, the same latency.
 INFINIBAND_HDR = CostModel(9.6e-6, 1 / 25e9, 0.0, "InfiniBand HDR")
+#: NVLink 3 on an A100: 300 GB/s per direction, NCCL's intra-node latency.
 NVLINK3 = CostModel(3.4e-6, 1 / 300e9, 0.0, "NVLink 3 (A100)")
+#: The three stated interconnects by name, for tables that compare them.
 INTERCONNECTS = {m.name: m for m in (ETHERNET_100G, INFINIBAND_HDR, NVLINK3)}
 
 
