@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import re
 import time
 
 import numpy as np
@@ -789,13 +790,29 @@ def test_ledger_markdown_is_humanised():
 
 def test_ledger_html_groups_investment_and_return():
     page = filled_ledger()._repr_html_()
-    assert page.startswith("<table>") and "ledger: mlp" in page
+    assert page.startswith('<div class="dlcore-ledger"') and "ledger: mlp" in page
     assert page.index("investment") < page.index("return")
     for text in ("small", "large", "397.5 k", "8.0 MB", "12.5 s", "0.98"):
         assert text in page
     ledger = Ledger("x")
     ledger.add("<b>", invest={"params": 1})
     assert "&lt;b&gt;" in ledger._repr_html_()
+
+
+def test_ledger_html_is_readable_when_wide():
+    # a wide ledger scrolls instead of clipping its return columns; cells are padded and do
+    # not wrap; a rule separates the name, investment and return groups
+    page = filled_ledger()._repr_html_()
+    assert "overflow-x:auto" in page.split("<table", 1)[0]
+    cells = re.findall(r'<t[dh] style="([^"]*)"', page)
+    assert cells and all("padding" in c and "nowrap" in c for c in cells)
+    header = re.search(r"<tr>(<th[^>]*>name</th>.*?)</tr>", page).group(1)
+    ruled = [
+        name
+        for style, name in re.findall(r'<th style="([^"]*)">([^<]*)</th>', header)
+        if "border-left" in style
+    ]
+    assert ruled == ["params", "test_acc"]
 
 
 def test_ledger_save_load_round_trip(tmp_path):

@@ -426,24 +426,43 @@ class Ledger:
         if not self.rows:
             return f"<p><em>ledger {html.escape(self.name)}: no rows yet</em></p>"
         header, widths, body = self._cells()
-        groups = "".join(
-            f'<th colspan="{w}" style="text-align:center">{title}</th>'
-            for title, w in zip(("", "investment", "return"), widths)
-            if w
-        )
-        n_id = widths[0]
+        n_id, n_invest = widths[0], widths[1]
+        first_return = n_id + n_invest
+
+        # Inline styles, so the table reads the same in Jupyter and in the book: cells padded
+        # ("11" beside "0.0004769" must not read as "110.0004769"), no wrapping inside a cell,
+        # a rule between investment and return, and a scrolling box when the ledger is wider
+        # than the page, so the return columns stay reachable instead of clipped.
+        def style(i: int) -> str:
+            align = "left" if i < n_id else "right"
+            rule = (
+                ";border-left:1px solid #999"
+                if i in (n_id, first_return) and 0 < i < len(header)
+                else ""
+            )
+            return f"text-align:{align};padding:2px 8px;white-space:nowrap{rule}"
 
         def cell(tag: str, text: str, i: int) -> str:
-            align = "left" if i < n_id else "right"
-            return f'<{tag} style="text-align:{align}">{html.escape(text)}</{tag}>'
+            return f'<{tag} style="{style(i)}">{html.escape(text)}</{tag}>'
 
+        starts = (0, n_id, first_return)
+        groups = "".join(
+            f'<th colspan="{w}" style="{style(start)};text-align:center">{title}</th>'
+            for title, w, start in zip(("", "investment", "return"), widths, starts)
+            if w
+        )
         head = "".join(cell("th", h, i) for i, h in enumerate(header))
         rows = "".join(
             "<tr>" + "".join(cell("td", c, i) for i, c in enumerate(r)) + "</tr>"
             for r in body
         )
         caption = f"<caption>ledger: {html.escape(self.name)}</caption>"
-        return f"<table>{caption}<thead><tr>{groups}</tr><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        table = (
+            '<table style="border-collapse:collapse;margin:0">'
+            f"{caption}<thead><tr>{groups}</tr><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+        )
+        return f'<div class="dlcore-ledger" style="overflow-x:auto">{table}</div>'
 
     # ---- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
