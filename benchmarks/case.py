@@ -1,4 +1,9 @@
-"""One benchmark comparison: ours vs a reference, timed in alternating rounds in the same run."""
+"""One benchmark comparison: ours vs a reference, timed in alternating rounds in the same run.
+
+A module's ``cases(device)`` returns :class:`Case` rows, and a :class:`Skip` for each row that
+cannot run on ``device`` (a CPU-only kernel under ``DLCORE_DEVICE=cuda``), so the report says
+what it left out and why rather than leaving it out silently.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from threadpoolctl import threadpool_limits
 
+from dlcore._checks import check_int, check_real
 from dlcore.measure import compare_times
 
 
@@ -37,6 +43,22 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """A row that does not run on this device, and why (printed under the table, kept in JSON)."""
+
+    name: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        for field_name in ("name", "reason"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(
+                    f"Skip's {field_name} must be a non-empty str, got {value!r}"
+                )
+
+
+@dataclass(frozen=True)
 class Result:
     name: str
     reference_name: str
@@ -48,7 +70,9 @@ class Result:
     high: float
     rounds: int
     threads: int
-    target: str
+    target: str  # as printed: "<= 1.05", ">= 40%"
+    target_op: str  # "<=" or ">="
+    target_value: float  # the goal as a number (a fraction for utilization)
     met: bool
 
 
@@ -67,18 +91,47 @@ def _threads(n: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
+def check_target(target: object) -> tuple[str, float]:
+    """``target`` as ``(op, goal)``: op ``"<="`` or ``">="``, goal a positive number."""
+    if (
+        not isinstance(target, tuple)
+        or len(target) != 2
+        or target[0] not in ("<=", ">=")
+        or isinstance(target[1], bool)
+        or not isinstance(target[1], (int, float))
+        or not target[1] > 0
+    ):
+        raise ValueError(
+            f"target must be ('<=' or '>=', a positive number), got {target!r}"
+        )
+    return target[0], float(target[1])
+
+
+def format_target(case: Case) -> str:
+    """The target as the table prints it: a percentage for a utilization."""
+    op, goal = check_target(case.target)
+    return f"{op} {goal:.0%}" if case.work is not None else f"{op} {goal:g}"
+
+
 def run_case(
-    case: Case, *, rounds: int = 5, device: torch.device | None = None
+    case: Case,
+    *,
+    rounds: int = 5,
+    device: torch.device | None = None,
+    time_scale: float = 1.0,
 ) -> Result:
-    """Time ``case`` with :func:`dlcore.measure.compare_times` and judge it against its target."""
-    op, goal = case.target
-    if op not in ("<=", ">="):
-        raise ValueError(f"target must use '<=' or '>=', got {case.target!r}")
+    """Time ``case`` with :func:`dlcore.measure.compare_times` and judge it against its target.
+
+    ``time_scale`` shortens (``--quick``: 0.2) or lengthens every case's ``min_run_time``.
+    """
+    op, goal = check_target(case.target)
+    rounds = check_int("rounds", rounds, minimum=1)
+    time_scale = check_real("time_scale", time_scale, low=0.0, low_open=True)
     with _threads(case.threads) as threads:
         comparison = compare_times(
             {"ours": case.ours, "reference": case.reference},
             rounds=rounds,
-            min_run_time=case.min_run_time / rounds,
+            min_run_time=case.min_run_time * time_scale / rounds,
             device=device,
         )
     if case.work is not None:  # (w_o / t_o) / (w_r / t_r), round by round
@@ -104,6 +157,8 @@ def run_case(
         high=max(per_round),
         rounds=rounds,
         threads=threads,
-        target=f"{op} {goal:.0%}" if metric == "utilization" else f"{op} {goal:g}",
+        target=format_target(case),
+        target_op=op,
+        target_value=goal,
         met=value <= goal if op == "<=" else value >= goal,
     )

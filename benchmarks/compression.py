@@ -14,6 +14,9 @@
 - onnxruntime fp32 vs PyTorch eager fp32 at batch 1 (framework overhead) and 256 (kernels),
   when the ``onnx`` extra is installed. Target: >= 1.0.
 
+Under ``DLCORE_DEVICE=cuda`` the structured and bf16 rows run on the GPU; the int8 and
+onnxruntime rows, CPU paths here, are reported as skipped with the reason.
+
 All inference runs under ``torch.inference_mode``, on one thread (``Case(threads=1)``): the
 rows compare kernels, and on a busy 2-core machine two threads' per-round ratios swung from
 0.5x to 30x (measured), one thread's by a few per cent.
@@ -29,7 +32,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from benchmarks.case import Case
+from benchmarks.case import Case, Skip
 from dlcore.compress import (
     Autocast,
     CastModel,
@@ -55,7 +58,7 @@ def _infer(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 
 def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    y = torch.arange(x.shape[0]) % 10
+    y = torch.arange(x.shape[0], device=x.device) % 10
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -78,19 +81,58 @@ def _onnx_available() -> bool:
     return True
 
 
-def cases(device: torch.device) -> list[Case]:
-    if (
-        device.type != "cpu"
-    ):  # int8 eager kernels and onnxruntime here are CPU paths
-        return []
+INT8_ROWS = (
+    "int8 dynamic torch.ao vs fp32: 784-500-10",
+    "int8 Int8Linear (_int_mm) vs fp32: 784-500-10",
+    "int8 dynamic torchao vs fp32: 784-500-10",
+)
+ONNX_ROWS = tuple(
+    f"onnxruntime vs torch eager fp32: LeNet, B={b}" for b in (1, 256)
+)
+
+
+def _cpu_only(device: torch.device) -> list[Skip]:
+    """The rows whose kernels are CPU paths, skipped (with the reason) on another device."""
+    return [
+        Skip(
+            name,
+            f"int8 eager kernels (fbgemm/oneDNN, _int_mm) are CPU paths here, not {device.type}",
+        )
+        for name in INT8_ROWS
+    ] + [
+        Skip(
+            name, f"onnxruntime runs with its CPU provider here, not {device.type}"
+        )
+        for name in ONNX_ROWS
+    ]
+
+
+def cases(device: torch.device) -> list[Case | Skip]:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     x256 = torch.rand(256, 1, 28, 28, generator=g)
+    if device.type != "cpu":
+        out: list[Case | Skip] = _cpu_only(device)
+    else:
+        out = _int8_cases(x256)
+    out += _device_cases(device, x256.to(device))
+    if device.type == "cpu":
+        if _onnx_available():
+            out += _onnx_cases(x256)
+        else:
+            out += [
+                Skip(n, "onnxruntime is not installed (extra 'onnx')")
+                for n in ONNX_ROWS
+            ]
+    return out
+
+
+def _int8_cases(x256: torch.Tensor) -> list[Case | Skip]:
     mlp = MLP((784, 500, 10)).eval()
     fp32 = _infer(mlp, x256)
-    out = [
+    out: list[Case | Skip] = [
         Case(
-            name="int8 dynamic torch.ao vs fp32: 784-500-10",
+            name=INT8_ROWS[0],
             ours=_infer(quantize_dynamic_ao(mlp), x256),
             reference=fp32,
             reference_name="the same MLP in fp32 (torch eager); B=256",
@@ -98,7 +140,7 @@ def cases(device: torch.device) -> list[Case]:
             threads=1,
         ),
         Case(
-            name="int8 Int8Linear (_int_mm) vs fp32: 784-500-10",
+            name=INT8_ROWS[1],
             ours=_infer(quantize_linears(mlp), x256),
             reference=fp32,
             reference_name="the same MLP in fp32; B=256",
@@ -109,7 +151,7 @@ def cases(device: torch.device) -> list[Case]:
     if torchao_available():
         out.append(
             Case(
-                name="int8 dynamic torchao vs fp32: 784-500-10",
+                name=INT8_ROWS[2],
                 ours=_infer(quantize_dynamic_torchao(mlp), x256),
                 reference=fp32,
                 reference_name="the same MLP in fp32 (torch eager); B=256",
@@ -117,9 +159,15 @@ def cases(device: torch.device) -> list[Case]:
                 threads=1,
             )
         )
-    lenet = LeNet300_100().eval()
-    support = bf16_support("cpu")["native"]
-    out += [
+    else:
+        out.append(Skip(INT8_ROWS[2], "torchao is not installed (extra 'onnx')"))
+    return out
+
+
+def _device_cases(device: torch.device, x256: torch.Tensor) -> list[Case | Skip]:
+    lenet = LeNet300_100().to(device).eval()
+    support = bf16_support(device)["native"]
+    return [
         Case(
             name="structured prune 50% neurons vs dense: LeNet",
             ours=_infer(prune_neurons(lenet, 0.5).eval(), x256),
@@ -136,8 +184,6 @@ def cases(device: torch.device) -> list[Case]:
             target=(">=", 1.5),
             threads=1,
         ),
-    ]
-    out.append(
         Case(
             name="bf16 autocast vs fp32 train step: LeNet B=256",
             ours=_train_step(Autocast(copy.deepcopy(lenet)), x256),
@@ -145,22 +191,24 @@ def cases(device: torch.device) -> list[Case]:
             reference_name="the same step in fp32 (forward, backward, SGD)",
             target=(">=", 1.5),
             threads=1,
-        )
-    )
-    if _onnx_available():
-        session = onnx_session(
-            export_onnx(copy.deepcopy(lenet), x256[:1]), threads=1
-        )
-        for b in (1, 256):
-            x = x256[:b]
-            out.append(
-                Case(
-                    name=f"onnxruntime vs torch eager fp32: LeNet, B={b}",
-                    ours=lambda x=x: run_onnx(session, x),
-                    reference=_infer(lenet, x),
-                    reference_name="the same LeNet-300-100, torch eager",
-                    target=(">=", 1.0),
-                    threads=1,
-                )
+        ),
+    ]
+
+
+def _onnx_cases(x256: torch.Tensor) -> list[Case | Skip]:
+    lenet = LeNet300_100().eval()
+    session = onnx_session(export_onnx(copy.deepcopy(lenet), x256[:1]), threads=1)
+    out: list[Case | Skip] = []
+    for b, name in zip((1, 256), ONNX_ROWS):
+        x = x256[:b]
+        out.append(
+            Case(
+                name=name,
+                ours=lambda x=x: run_onnx(session, x),
+                reference=_infer(lenet, x),
+                reference_name="the same LeNet-300-100, torch eager",
+                target=(">=", 1.0),
+                threads=1,
             )
+        )
     return out

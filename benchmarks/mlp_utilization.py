@@ -75,11 +75,13 @@ def _step_case(
         _sync(device)
 
     return Case(
-        name=f"MLP train step B={batch}: {flops / 1e9:.2f} GFLOP",
+        # the report's "achieved vs achievable peak" row
+        name=f"achieved/achievable peak: MLP step B={batch}",
         ours=step,
         reference=matmul,
         reference_name=(
-            f"fp32 matmul {n}x{n}x{n}, the peak over sizes {PEAK_SIZES} ({peak / 1e9:.0f} GFLOP/s)"
+            f"fp32 matmul {n}x{n}x{n}, the peak over sizes {PEAK_SIZES} "
+            f"({peak / 1e9:.0f} GFLOP/s); the step is {flops / 1e9:.2f} GFLOP"
         ),
         target=(">=", target),
         min_run_time=3.0,
