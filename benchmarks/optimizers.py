@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.case import Case
+from benchmarks.case import Case, Skip
 from dlcore import optim
 from dlcore.models import LeNet300_100
 
@@ -59,8 +59,11 @@ def _stepper(
     return step
 
 
-def cases(device: torch.device) -> list[Case]:
-    out = []
+NO_FUSED_CUDA = ("Adagrad",)  # torch.optim.Adagrad(fused=True) refuses CUDA tensors
+
+
+def cases(device: torch.device) -> list[Case | Skip]:
+    out: list[Case | Skip] = []
     for name, (ours, ref, kw) in CONFIGS.items():
         out.append(
             Case(
@@ -75,6 +78,14 @@ def cases(device: torch.device) -> list[Case]:
     fused_ok = device.type in ("cpu", "cuda")
     for name in FUSED if fused_ok else ():
         ours, ref, kw = CONFIGS[name]
+        if device.type == "cuda" and name in NO_FUSED_CUDA:
+            out.append(
+                Skip(
+                    f"optim {name}: foreach vs fused, LeNet-300-100",
+                    f"torch.optim.{ref.__name__} has no fused kernel for cuda",
+                )
+            )
+            continue
         out.append(
             Case(
                 name=f"optim {name}: foreach vs fused, LeNet-300-100",

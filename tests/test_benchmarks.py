@@ -262,3 +262,20 @@ def test_list_writes_the_cases_and_times_nothing(tmp_path, monkeypatch, capsys):
     (case,) = data["cases"]
     assert case["target"] == "<= 1.05" and case["name"].startswith("fit:")
     assert "fit:" in capsys.readouterr().out
+
+
+def test_adagrad_has_no_fused_row_on_cuda_but_a_skip(monkeypatch):
+    # torch.optim.Adagrad(fused=True) raises on CUDA tensors (found on a lent H200)
+    from benchmarks import optimizers
+
+    monkeypatch.setattr(
+        optimizers, "_stepper", lambda cls, kw, device: lambda: None
+    )
+    rows = optimizers.cases(torch.device("cuda"))
+    fused = [r for r in rows if "fused" in r.name]
+    assert [r.name for r in fused if isinstance(r, Skip)] == [
+        "optim Adagrad: foreach vs fused, LeNet-300-100"
+    ]
+    assert (
+        len([r for r in fused if isinstance(r, Case)]) == len(optimizers.FUSED) - 1
+    )
