@@ -73,6 +73,7 @@ bench: venv data
 reproduce: venv data
 	$(PY) -m reproduce.kingma_ba_mnist --epochs 5
 	$(PY) -m reproduce.han_pruning --epochs 10 --retrain 10 --seeds 0 1 2
+	$(PY) -m reproduce.hinton_distillation --teacher-epochs 60 --student-epochs 30 --seeds 0
 
 clean:
 	rm -rf _build build dist *.egg-info .pytest_cache .ruff_cache

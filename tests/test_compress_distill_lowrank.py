@@ -146,6 +146,43 @@ def test_teacher_logits_and_distill_check_their_arguments() -> None:
         distill(teacher, teacher, opt, TensorLoader(x, y, batch_size=4))
 
 
+class TeacherElsewhere(nn.Module):
+    """A teacher whose parameters live on another device than the data (meta stands in for a
+    GPU here); it records the device of every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.empty(4, device="meta"))
+        self.seen: list[torch.device] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.device)
+        return torch.full((x.shape[0], 4), float(len(self.seen)))  # on the CPU
+
+
+def test_teacher_logits_feed_the_teacher_on_its_own_device() -> None:
+    # reproduce/hinton_distillation.py on a GPU: data on the CPU, teacher on the GPU
+    teacher = TeacherElsewhere()
+    logits = teacher_logits(teacher, torch.zeros(10, 3), batch_size=4)
+    assert teacher.seen == [torch.device("meta")] * 3
+    assert logits.device == torch.device("cpu")
+    assert logits[:, 0].tolist() == [1.0] * 4 + [2.0] * 4 + [3.0] * 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_distill_a_cuda_student_from_a_cuda_teacher_on_cpu_data() -> None:
+    x, y = blobs(n=64)
+    torch.manual_seed(0)
+    teacher, student = nn.Linear(16, 4), nn.Linear(16, 4)
+    expected = teacher(x).detach()
+    teacher.cuda(), student.cuda()
+    torch.testing.assert_close(teacher_logits(teacher, x), expected)
+    opt = torch.optim.SGD(student.parameters(), lr=0.1)
+    history = distill(student, teacher, opt, TensorLoader(x, y, batch_size=16),
+                      epochs=2, progress=False)  # fmt: skip
+    assert len(history["loss"]) == 2 and math.isfinite(history["loss"][-1])
+
+
 # ----------------------------------------------------------------------------- low rank
 
 

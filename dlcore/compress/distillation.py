@@ -84,18 +84,23 @@ def teacher_logits(
 ) -> torch.Tensor:
     """The teacher's logits for every row of ``x`` (eval mode, no autograd), on ``x``'s device.
 
-    Computed in batches; the teacher's train/eval mode is put back afterwards.
+    Computed in batches on the teacher's device (a GPU teacher, CPU data: each batch goes over
+    and its logits come back, as ``fit`` moves batches); the teacher's train/eval mode is put
+    back afterwards.
     """
     check_type("teacher", teacher, nn.Module)
     check_type("x", x, torch.Tensor)
     batch_size = check_int("batch_size", batch_size, 1)
+    param = next(teacher.parameters(), None)
+    device = x.device if param is None else param.device
     was_training = teacher.training
     teacher.eval()
     try:
         # no_grad, not inference_mode: the logits are training data, used outside it
         with torch.no_grad():
             out = [
-                teacher(x[i : i + batch_size]) for i in range(0, len(x), batch_size)
+                teacher(x[i : i + batch_size].to(device)).to(x.device)
+                for i in range(0, len(x), batch_size)
             ]
     finally:
         teacher.train(was_training)
