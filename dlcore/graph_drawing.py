@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dlcore._checks import check_type
+from dlcore._checks import check_real, check_type
 from dlcore.autograd import Tensor, topological_order
 
 __all__ = ["to_dot", "draw"]
@@ -56,14 +56,18 @@ def to_dot(root: Tensor) -> str:
     return "\n".join(lines + ["}"])
 
 
-def draw(root: Tensor, *, ax: Any = None) -> Any:
+def draw(root: Tensor, *, ax: Any = None, fontsize: float = 11.0) -> Any:
     """Draw the graph with matplotlib (no Graphviz needed), ``root`` on the right. Each node sits
     one column left of its leftmost consumer, so a leaf appears next to the op that uses it.
-    Returns the ``Axes``."""
+
+    Without ``ax`` the figure is sized from the labels at ``fontsize`` (points), so boxes never
+    overlap; at the default 11 pt a five-column graph (the book's first) is 7.2 inches wide, and
+    its labels stay above 9 pt when a page scales it down to a 6.3-inch column. Returns the ``Axes``."""
     import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
 
     check_type("ax", ax, Axes, optional=True)
+    fontsize = check_real("fontsize", fontsize, low=0.0, low_open=True)
     nodes = topological_order(root)
     consumers: dict[Tensor, list[Tensor]] = {node: [] for node in nodes}
     rank = {root: 0}  # columns counted from the root leftwards
@@ -104,11 +108,21 @@ def draw(root: Tensor, *, ax: Any = None) -> Any:
             y[node] = previous = min(y[node], previous - 1)
     depth = {node: max(rank.values()) - rank[node] for node in nodes}
     low, high = min(y.values()), max(y.values())
+    labels = {node: _label(node) for node in nodes}
+    # A box's size in inches, from its text: ~0.6 em per character, 1.2 em per line, padding.
+    em = fontsize / 72
+    box_w = 0.6 * em * max(len(s) for lines in labels.values() for s in lines) + em
+    box_h = 1.2 * em * max(len(lines) for lines in labels.values()) + em
+    # inches from one column (row) to the next: a gap for the arrows between boxes
+    pitch_x, pitch_y = box_w + 0.3, box_h + 0.2
+    margin_x, margin_y = (box_w / 2 + 0.1) / pitch_x, (box_h / 2 + 0.1) / pitch_y
     if ax is None:
-        _, ax = plt.subplots(
-            figsize=(1.5 * len(columns) + 0.5, 0.85 * (high - low + 1) + 0.5)
-        )
-    text = {"ha": "center", "va": "center", "fontsize": 8}
+        width = pitch_x * (max(columns) + 2 * margin_x)
+        height = pitch_y * (high - low + 2 * margin_y)
+        # axes filling the figure: one data unit is one pitch, whatever the margins
+        figure = plt.figure(figsize=(width, height), layout="none")
+        ax = figure.add_axes((0, 0, 1, 1))
+    text = {"ha": "center", "va": "center", "fontsize": fontsize}
     boxes = {}
     for node in nodes:  # constants grey, leaves blue, ops yellow, the output green
         color = "#cfe6f7" if node.requires_grad else "#f2f2f2"
@@ -121,7 +135,7 @@ def draw(root: Tensor, *, ax: Any = None) -> Any:
         boxes[node] = ax.text(
             depth[node],
             y[node],
-            "\n".join(_label(node)),
+            "\n".join(labels[node]),
             bbox=box,
             zorder=2,
             **text,
@@ -143,7 +157,7 @@ def draw(root: Tensor, *, ax: Any = None) -> Any:
             }
             xy, xytext = (depth[node], y[node]), (depth[p], y[p])
             ax.annotate("", xy=xy, xytext=xytext, arrowprops=arrow, zorder=1)
-    ax.set_xlim(-0.6, max(columns) + 0.6)
-    ax.set_ylim(low - 0.6, high + 0.6)
+    ax.set_xlim(-margin_x, max(columns) + margin_x)
+    ax.set_ylim(low - margin_y, high + margin_y)
     ax.axis("off")
     return ax
