@@ -62,7 +62,10 @@ def draw(root: Tensor, *, ax: Any = None, fontsize: float = 11.0) -> Any:
 
     Without ``ax`` the figure is sized from the labels at ``fontsize`` (points), so boxes never
     overlap; at the default 11 pt a five-column graph (the book's first) is 7.2 inches wide, and
-    its labels stay above 9 pt when a page scales it down to a 6.3-inch column. Returns the ``Axes``."""
+    its labels stay above 9 pt when a page scales it down to a 6.3-inch column.
+
+    Returns the ``Axes``.
+    """
     import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
 
