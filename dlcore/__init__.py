@@ -4,7 +4,7 @@ Import what a chapter needs from its module (``dlcore.data``, ``dlcore.train``, 
 the top level holds only the runtime helpers every chapter calls first.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from dlcore.runtime import env_report, get_device, seed_everything
 

@@ -17,7 +17,12 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 # The distribution (not PyPI's unrelated "dlcore"), installed from the repository until a release exists.
 DIST = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
-INSTALL = f'%pip install --quiet "{DIST} @ git+{CONFIG["repository"]["url"]}"'
+# Pinned to the release tag of pyproject's version, so a notebook installs the dlcore it was
+# written against.
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+INSTALL = (
+    f'%pip install --quiet "{DIST} @ git+{CONFIG["repository"]["url"]}@v{VERSION}"'
+)
 
 
 def _toc_files(node) -> list[str]:
