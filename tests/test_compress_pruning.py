@@ -26,6 +26,7 @@ from dlcore.compress import (
     share_weights,
     sparsity_report,
     threshold_prune,
+    to_sparse_csr,
 )
 from dlcore.data import TensorLoader
 from dlcore.measure import model_bytes
@@ -306,11 +307,10 @@ def test_structured_pruning_refuses_what_it_cannot_shrink() -> None:
 # ----------------------------------------------------------------------------- reports
 
 
-@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
 def test_csr_bytes_equal_torch_sparse_csr_tensors() -> None:
     w = torch.randn(30, 40)
     w[w.abs() < 1.0] = 0
-    csr = w.to_sparse_csr()
+    csr = to_sparse_csr(w)  # torch's beta warning is caught inside
     for dtype in (torch.int32, torch.int64):
         parts = (
             csr.values(),
@@ -322,6 +322,21 @@ def test_csr_bytes_equal_torch_sparse_csr_tensors() -> None:
         )
     with pytest.raises(ValueError, match="2-D"):
         csr_bytes(torch.zeros(3))
+
+
+def test_to_sparse_csr_multiplies_as_the_dense_weight() -> None:
+    w = torch.randn(30, 40, requires_grad=True)
+    with torch.no_grad():
+        w[w.abs() < 1.0] = 0
+    csr = to_sparse_csr(w)
+    assert csr.layout == torch.sparse_csr and not csr.requires_grad
+    assert csr.values().numel() == int(torch.count_nonzero(w))
+    x = torch.randn(40, 7)
+    torch.testing.assert_close(torch.sparse.mm(csr, x), w.detach() @ x)
+    with pytest.raises(ValueError, match="weight must be 2-D"):
+        to_sparse_csr(torch.zeros(3))
+    with pytest.raises(TypeError, match="weight"):
+        to_sparse_csr([[1.0]])
 
 
 def test_sparsity_report_counts_and_prints() -> None:

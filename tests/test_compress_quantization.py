@@ -28,6 +28,7 @@ from dlcore.compress import (
     quantize_dynamic_torchao,
     quantize_linears,
     quantize_with,
+    torch_quantize,
 )
 from dlcore.data import TensorLoader
 from dlcore.measure import model_bytes
@@ -80,6 +81,39 @@ def test_per_channel_equals_torch_quantize_per_channel(
         rtol=0,
         atol=0,
     )
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_torch_quantize_is_the_reference_quantize_affine_equals(
+    axis: int | None,
+) -> None:
+    x = data(24, 40) + 0.3
+    q, scale, zero_point = quantize_affine(x, axis=axis)
+    ref = torch_quantize(x, scale, zero_point, axis)
+    assert ref.dtype == torch.int8 and torch.equal(q, ref)
+    if axis is None:
+        direct = torch.quantize_per_tensor(
+            x, float(scale), int(zero_point), torch.qint8
+        )
+    else:
+        direct = torch.quantize_per_channel(
+            x, scale.double(), zero_point, axis, torch.qint8
+        )
+    assert torch.equal(ref, direct.int_repr())
+
+
+def test_torch_quantize_checks_its_arguments() -> None:
+    x = data(4, 6)
+    with pytest.raises(ValueError, match=r"scale must have shape \(4,\)"):
+        torch_quantize(x, torch.tensor(0.1), torch.tensor([0] * 4), axis=0)
+    with pytest.raises(ValueError, match="zero_point must have shape"):
+        torch_quantize(x, torch.tensor(0.1), torch.tensor([0] * 4))
+    with pytest.raises(TypeError, match="x must be a floating-point"):
+        torch_quantize(
+            torch.zeros(3, dtype=torch.long), torch.tensor(0.1), torch.tensor(0)
+        )
+    with pytest.raises(ValueError, match="axis"):
+        torch_quantize(x, torch.tensor(0.1), torch.tensor(0), axis=2)
 
 
 def test_ties_round_half_to_even_after_the_scale_not_after_the_zero_point() -> None:

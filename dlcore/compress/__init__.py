@@ -56,6 +56,7 @@ from dlcore.compress.pruning import (
     remove_pruning,
     sparsity_report,
     threshold_prune,
+    to_sparse_csr,
 )
 from dlcore.compress.quantization import (
     FakeQuantLinear,
@@ -70,6 +71,7 @@ from dlcore.compress.quantization import (
     quantize_affine,
     quantize_linears,
     quantize_with,
+    torch_quantize,
 )
 from dlcore.compress.structured import mask_neurons, prune_neurons, select_neurons
 from dlcore.compress.weight_sharing import (
@@ -91,6 +93,7 @@ __all__ = [
     "SparsityReport",
     "sparsity_report",
     "csr_bytes",
+    "to_sparse_csr",
     "select_neurons",
     "mask_neurons",
     "prune_neurons",
@@ -103,6 +106,7 @@ __all__ = [
     "quantize_affine",
     "quantize_with",
     "dequantize_affine",
+    "torch_quantize",
     "int8_matmul",
     "Int8Linear",
     "WeightOnlyLinear",

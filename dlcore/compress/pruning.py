@@ -24,6 +24,7 @@ Han et al.'s own threshold rule is :func:`threshold_prune`: drop ``|w| <= qualit
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -46,6 +47,7 @@ __all__ = [
     "SparsityReport",
     "sparsity_report",
     "csr_bytes",
+    "to_sparse_csr",
 ]
 
 _SCOPES = ("layer", "global")
@@ -349,6 +351,25 @@ def csr_bytes(
     index = torch.empty((), dtype=index_dtype).element_size()
     nnz = int(torch.count_nonzero(weight))
     return nnz * (weight.element_size() + index) + (weight.shape[0] + 1) * index
+
+
+def to_sparse_csr(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (2-D) as a detached ``torch.sparse_csr`` tensor, for ``torch.sparse.mm``.
+
+    Only the nonzeros are stored: a pruned layer multiplied this way skips its zeros.
+    """
+    check_type("weight", weight, torch.Tensor)
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be 2-D, got shape {tuple(weight.shape)}")
+    # torch warns (once per process) that sparse CSR support is in beta: known, and said in
+    # the chapter, so caught here rather than in every caller
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Sparse CSR tensor support is in beta",
+            category=UserWarning,
+        )
+        return weight.detach().to_sparse_csr()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ rounding with a straight-through estimator (quantization-aware training).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,7 @@ __all__ = [
     "quantize_affine",
     "quantize_with",
     "dequantize_affine",
+    "torch_quantize",
     "int8_matmul",
     "Int8Linear",
     "WeightOnlyLinear",
@@ -180,6 +182,47 @@ def dequantize_affine(
             )
     z = _along(zero_point, axis, q.ndim)
     return (q.to(torch.int32) - z).float() * _along(scale.float(), axis, q.ndim)
+
+
+def torch_quantize(
+    x: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    axis: int | None = None,
+) -> torch.Tensor:
+    """PyTorch's own int8 quantization of ``x``, the reference :func:`quantize_affine` equals.
+
+    ``torch.quantize_per_tensor`` (``axis=None``) or ``torch.quantize_per_channel`` to
+    ``torch.qint8``, returned as its int8 integers (``int_repr()``), so that
+    ``torch.equal(torch_quantize(x, S, Z, axis), quantize_affine(x, 8, axis=axis)[0])``.
+    """
+    x = _check_x(x)
+    check_type("scale", scale, torch.Tensor)
+    check_type("zero_point", zero_point, torch.Tensor)
+    axis = _check_axis(axis, x.ndim)
+    want = () if axis is None else (x.shape[axis],)
+    for name, t in (("scale", scale), ("zero_point", zero_point)):
+        if tuple(t.shape) != want:
+            raise ValueError(
+                f"{name} must have shape {want} for axis={axis}, got {tuple(t.shape)}"
+            )
+    # torch warns (once per process) that its quantized dtypes are deprecated; known, and
+    # beside the point of a reference, so the warning is caught here and nowhere else
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore",
+            message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+            category=UserWarning,
+        )
+        if axis is None:
+            q = torch.quantize_per_tensor(
+                x.float(), float(scale), int(zero_point), torch.qint8
+            )
+        else:
+            q = torch.quantize_per_channel(
+                x.float(), scale.double(), zero_point.long(), axis, torch.qint8
+            )
+    return q.int_repr()
 
 
 # ----------------------------------------------------------------------------- integer matmul
