@@ -382,12 +382,31 @@ def least_squares(
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         a = torch.cat([a, math.sqrt(n * ridge) * eye])  # (N + d, d)
         rhs = torch.cat([rhs, rhs.new_zeros(d, 1)])  # (N + d, 1)
-    # gelsd (SVD) handles rank-deficient and wide X with the minimum-norm answer;
-    # CUDA has only gels.
-    driver = "gelsd" if x.device.type == "cpu" else None
-    w = torch.linalg.lstsq(a, rhs, driver=driver).solution.squeeze(-1)  # (d,)
+    w = _min_norm_solve(a, rhs).squeeze(-1)  # (d,)
     b = y_mean - x_mean @ w  # ()
     return w, b
+
+
+def _min_norm_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm least-squares solution of ``a @ w ≈ rhs`` on any device.
+
+    On the CPU, LAPACK's gelsd (SVD) handles rank-deficient and wide ``a``. CUDA's
+    ``torch.linalg.lstsq`` has only gels (QR without pivoting), which assumes full
+    rank and returns garbage otherwise (a constant feature, an unused pixel); there
+    the same SVD answer is computed from ``torch.linalg.svd``, with gelsd's default
+    cut-off: singular values below ``eps * max(N, d) * s_max`` count as zero.
+    """
+    if a.device.type == "cpu":
+        return torch.linalg.lstsq(a, rhs, driver="gelsd").solution
+    return _svd_solve(a, rhs)
+
+
+def _svd_solve(a: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """gelsd's answer from ``torch.linalg.svd``, which every device has."""
+    u, s, vh = torch.linalg.svd(a, full_matrices=False)
+    cutoff = torch.finfo(a.dtype).eps * max(a.shape) * s[0]
+    inverse = torch.where(s > cutoff, 1 / s, torch.zeros_like(s))
+    return vh.mT @ (inverse.unsqueeze(-1) * (u.mT @ rhs))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dlcore import models
 from dlcore.models import (
     MLP,
     LinearRegression,
@@ -278,6 +279,34 @@ def test_least_squares_recovers_exact_parameters() -> None:
     torch.testing.assert_close(w, w_true)
     torch.testing.assert_close(b, torch.tensor(-0.75, dtype=torch.float64))
     assert w.shape == (4,) and b.shape == ()
+
+
+def test_least_squares_svd_path_equals_gelsd_when_rank_deficient() -> None:
+    # CUDA's lstsq has only gels (full rank assumed); least_squares solves there by
+    # SVD. The CPU can run that path too: on a rank-deficient X (a constant column,
+    # a duplicated one) it must give gelsd's minimum-norm answer, where gels fails.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 6, dtype=torch.float64, generator=g)
+    x[:, 2] = 1.0  # constant: zero once centred
+    x[:, 4] = x[:, 1]  # duplicated
+    a = x - x.mean(0)
+    rhs = torch.randn(50, 1, dtype=torch.float64, generator=g)
+    gelsd = torch.linalg.lstsq(a, rhs, driver="gelsd").solution
+    assert torch.allclose(models._svd_solve(a, rhs), gelsd, atol=1e-12)
+    with pytest.raises(torch.linalg.LinAlgError, match="full rank"):
+        torch.linalg.lstsq(a, rhs, driver="gels")  # why the SVD path exists
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_least_squares_on_cuda_equals_cpu_when_rank_deficient() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(80, 5, dtype=torch.float64, generator=g)
+    x[:, 3] = 2.0
+    y = torch.randn(80, dtype=torch.float64, generator=g)
+    w_cpu, b_cpu = least_squares(x, y)
+    w_gpu, b_gpu = least_squares(x.cuda(), y.cuda())
+    assert torch.allclose(w_gpu.cpu(), w_cpu, atol=1e-10)
+    assert abs(b_gpu.item() - b_cpu.item()) < 1e-10
 
 
 def test_least_squares_ridge_solves_its_normal_equations() -> None:
