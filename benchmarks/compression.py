@@ -5,7 +5,12 @@
   ``torch.ao.quantization.quantize_dynamic`` (deprecated, fbgemm/oneDNN kernels), torchao's
   ``quantize_`` (the maintained path; eager on a CPU its tensor subclasses can be slower than
   fp32) and ``dlcore.compress.Int8Linear`` (``torch._int_mm`` plus quantizing the input in
-  Python). Target: >= 2x (the issue's goal for the best maintained path).
+  Python). Target: >= 2x (the issue's goal for the best maintained path), which needs int8
+  dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8); each int8 row's reference text
+  says which this CPU has. **Not met on the book's AVX2 machine** (no VNNI, no AMX): torch.ao
+  measured 1.55x and torchao 0.04x there (eager, torchao's tensor subclasses pay Python
+  dispatch per op; they are built for ``torch.compile`` and GPUs), so those rows print NO —
+  the finding, not a regression.
 - structured pruning: LeNet-300-100 with half of each hidden layer's neurons removed
   (``prune_neurons``: 2.1x fewer FLOPs) vs dense, batch 256. Target: >= 1.5x.
 - bf16 inference (``CastModel``) and a bf16 autocast training step (``Autocast``) vs fp32,
@@ -27,7 +32,9 @@ rows compare kernels, and on a busy 2-core machine two threads' per-round ratios
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -70,6 +77,26 @@ def _train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         return loss
 
     return step
+
+
+#: the CPU flags of int8 dot-product instructions, which fbgemm/oneDNN's fast int8 paths use
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_hardware(cpuinfo: str | None = None) -> str:
+    """This CPU's int8 dot-product instructions from ``/proc/cpuinfo`` (or the text given):
+    the flags found, "none" (an AVX2-only CPU: the >= 2x int8 target is out of reach), or
+    "unknown" where there is no such file."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return "unknown"
+    match = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    if match is None:
+        return "unknown"
+    flags = match.group(1).split()
+    return " ".join(f for f in INT8_FLAGS if f in flags) or "none"
 
 
 def _onnx_available() -> bool:
@@ -130,12 +157,15 @@ def cases(device: torch.device) -> list[Case | Skip]:
 def _int8_cases(x256: torch.Tensor) -> list[Case | Skip]:
     mlp = MLP((784, 500, 10)).eval()
     fp32 = _infer(mlp, x256)
+    # a NO beside "none" is expected: the 2x goal assumes VNNI/AMX int8 instructions
+    hardware = f"int8 dot-product instructions: {int8_hardware()}"
+    reference = f"the same MLP in fp32 (torch eager); B=256; {hardware}"
     out: list[Case | Skip] = [
         Case(
             name=INT8_ROWS[0],
             ours=_infer(quantize_dynamic_ao(mlp), x256),
             reference=fp32,
-            reference_name="the same MLP in fp32 (torch eager); B=256",
+            reference_name=reference,
             target=(">=", 2.0),
             threads=1,
         ),
@@ -143,7 +173,7 @@ def _int8_cases(x256: torch.Tensor) -> list[Case | Skip]:
             name=INT8_ROWS[1],
             ours=_infer(quantize_linears(mlp), x256),
             reference=fp32,
-            reference_name="the same MLP in fp32; B=256",
+            reference_name=reference,
             target=(">=", 1.0),
             threads=1,
         ),
@@ -154,7 +184,7 @@ def _int8_cases(x256: torch.Tensor) -> list[Case | Skip]:
                 name=INT8_ROWS[2],
                 ours=_infer(quantize_dynamic_torchao(mlp), x256),
                 reference=fp32,
-                reference_name="the same MLP in fp32 (torch eager); B=256",
+                reference_name=reference,
                 target=(">=", 2.0),
                 threads=1,
             )
