@@ -21,9 +21,15 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from dlcore.distributed import launch
-from dlcore.distributed.ddp import GradientAccumulation, data_parallel, shard_loader
+from dlcore.distributed.ddp import (
+    GradientAccumulation,
+    data_parallel,
+    load_plain,
+    plain_state_dict,
+    shard_loader,
+)
 from dlcore.models import MLP
-from dlcore.train import Callback, TrainState, fit
+from dlcore.train import Callback, ModelCheckpoint, TrainState, fit, load_checkpoint
 
 pytestmark = pytest.mark.distributed
 LIMIT_S = 120
@@ -132,13 +138,38 @@ def _variant(rank: int, n: int, every: int, bucket_cap_mb: float) -> dict:
     }
 
 
-def _worker(rank: int, world_size: int) -> dict:
-    return {name: _variant(rank, **spec) for name, spec in VARIANTS.items()}
+def _checkpointed(rank: int, folder: str) -> dict:
+    """Two epochs of DDP through fit, rank 0 checkpointing; the rates fit reports
+    with and without sync_metrics (16 samples: 8 per rank per epoch)."""
+    g = torch.Generator().manual_seed(3)
+    dataset = TensorDataset(torch.randn(16, 5, generator=g),
+                            torch.randint(0, 3, (16,), generator=g))  # fmt: skip
+    torch.manual_seed(0)
+    ddp = data_parallel(MLP((5, 16, 3)))
+    loader = shard_loader(dataset, B, seed=0)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    path = f"{folder}/ddp.pt"
+    rates = {}
+    for sync in (True, False):
+        history = fit(ddp, nn.CrossEntropyLoss(), opt, loader, epochs=2,
+                      callbacks=[ModelCheckpoint(path)] if sync else [],
+                      progress=False, sync_metrics=sync)  # fmt: skip
+        rates[sync] = [r * s for r, s in
+                       zip(history["samples_per_s"], history["seconds"])]  # fmt: skip
+        if sync:
+            params = [p.detach().clone() for p in ddp.module.parameters()]
+    return {"samples": rates, "params": params, "path": path}
+
+
+def _worker(rank: int, world_size: int, folder: str) -> dict:
+    out = {name: _variant(rank, **spec) for name, spec in VARIANTS.items()}
+    out["checkpointed"] = _checkpointed(rank, folder)
+    return out
 
 
 @pytest.fixture(scope="module")
-def two_ranks() -> list[dict]:
-    return launch(_worker, 2, timeout=60)
+def two_ranks(tmp_path_factory) -> list[dict]:  # type: ignore[no-untyped-def]
+    return launch(_worker, 2, str(tmp_path_factory.mktemp("ddp")), timeout=60)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -188,6 +219,40 @@ def test_smaller_buckets_mean_more_all_reduces(two_ranks):
     # cap
     assert tiny[0] == 1
     assert len(set(tiny[1:])) == 1 and tiny[1] > 1
+
+
+def test_fit_reports_the_global_rate_with_sync_metrics_and_its_own_without(
+    two_ranks,
+):
+    for rank in range(2):
+        samples = two_ranks[rank]["checkpointed"]["samples"]
+        # samples_per_s x seconds: every rank's 16 samples, or this rank's 8
+        assert samples[True] == pytest.approx([16.0, 16.0], rel=1e-9)
+        assert samples[False] == pytest.approx([8.0, 8.0], rel=1e-9)
+
+
+def test_a_ddp_checkpoint_loads_into_the_plain_model(two_ranks):
+    result = two_ranks[0]["checkpointed"]
+    saved = load_checkpoint(result["path"], restore_rng=False)["model"]
+    assert all(key.startswith("module.") for key in saved)  # DDP's own names
+    plain = MLP((5, 16, 3))
+    with pytest.raises(RuntimeError, match="module.layers"):
+        plain.load_state_dict(saved)  # the failure load_plain exists for
+    checkpoint = load_plain(result["path"], plain)
+    assert checkpoint["epoch"] == 2
+    for a, b in zip(plain.parameters(), result["params"]):
+        assert torch.equal(a.detach(), b)
+    assert list(plain_state_dict(saved)) == list(plain.state_dict())
+    assert plain_state_dict(plain.state_dict()).keys() == plain.state_dict().keys()
+
+
+def test_load_plain_and_plain_state_dict_check_their_arguments(tmp_path):
+    with pytest.raises(TypeError, match="state_dict"):
+        plain_state_dict([("module.w", torch.zeros(1))])
+    with pytest.raises(TypeError, match="model"):
+        load_plain(tmp_path / "x.pt", "mlp")
+    with pytest.raises(FileNotFoundError, match="path"):
+        load_plain(tmp_path / "missing.pt", MLP((5, 3)))
 
 
 # ----------------------------------------------------------------- in this process

@@ -11,6 +11,9 @@ messages, what communication costs, and data-parallel training with ``fit``.
   (:data:`INTERCONNECTS`), and the scaling efficiency it predicts;
 - ``ddp``: :func:`data_parallel`, :func:`shard_loader` and
   :class:`GradientAccumulation` (``no_sync``) for :func:`dlcore.train.fit`;
+  :func:`load_plain` puts a DDP run's checkpoint into the plain model;
+- ``engines`` (imported on its own: it loads FSDP2 and pipelining): FSDP2's
+  sharded state against DDP's replica, and pipeline schedules, on gloo;
 - ``train``: the command line for ``torchrun``,
   ``torchrun --nproc-per-node=2 -m dlcore.distributed.train``.
 """
@@ -33,7 +36,13 @@ from dlcore.distributed.cost import (
     message_seconds,
     time_all_reduce,
 )
-from dlcore.distributed.ddp import GradientAccumulation, data_parallel, shard_loader
+from dlcore.distributed.ddp import (
+    GradientAccumulation,
+    data_parallel,
+    load_plain,
+    plain_state_dict,
+    shard_loader,
+)
 from dlcore.distributed.launch import (
     RankInfo,
     WorkerError,
@@ -59,10 +68,12 @@ __all__ = [
     "gossip_contraction",
     "init_from_env",
     "launch",
+    "load_plain",
     "measure_cost_model",
     "measure_reduction",
     "message_seconds",
     "naive_all_reduce",
+    "plain_state_dict",
     "rank_device",
     "ring_all_reduce",
     "shard_loader",

@@ -22,19 +22,29 @@ whole batch's loss and accuracy on every rank::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sized
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sized
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dlcore._checks import check_bool, check_int, check_real, check_seed, check_type
 from dlcore.distributed.launch import rank_device
+from dlcore.train import load_checkpoint
 
-__all__ = ["GradientAccumulation", "data_parallel", "shard_loader"]
+__all__ = [
+    "GradientAccumulation",
+    "data_parallel",
+    "load_plain",
+    "plain_state_dict",
+    "shard_loader",
+]
 
 
 def _need_group(what: str) -> None:
@@ -205,3 +215,44 @@ class GradientAccumulation(torch.optim.Optimizer):
             self.optimizer.param_groups,
             self.optimizer.state,
         )
+
+
+def plain_state_dict(state_dict: Mapping[str, Any]) -> OrderedDict[str, Any]:
+    """A copy of ``state_dict`` without DDP's ``module.`` prefix on its keys.
+
+    ``DistributedDataParallel`` holds the model as ``.module``, so its state dict,
+    and a checkpoint ``fit`` wrote of it (``ModelCheckpoint`` saves the model it
+    trains), names ``module.layers.1.weight`` what the plain model calls
+    ``layers.1.weight``. Keys without the prefix stay as they are, so a plain state
+    dict comes back unchanged. (PyTorch's
+    ``consume_prefix_in_state_dict_if_present`` does the work.)
+    """
+    check_type("state_dict", state_dict, Mapping)
+    plain = OrderedDict(state_dict)
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:  # versions of the modules' state formats
+        plain._metadata = OrderedDict(metadata)  # type: ignore[attr-defined]
+    consume_prefix_in_state_dict_if_present(plain, "module.")
+    return plain
+
+
+def load_plain(path: str | os.PathLike[str], model: nn.Module) -> dict[str, Any]:
+    """Load the weights of a checkpoint written by ``fit`` under DDP (or without it)
+    into the plain ``model``, for evaluation or inference in one process; return the
+    checkpoint (its ``epoch``, ``history``, ...).
+
+    Only the weights: the global random number generators are left alone, and an
+    optimizer's state (keyed by parameter position, not name) is in
+    ``checkpoint["optimizer"]`` if wanted. Keys and shapes must match exactly:
+    ``load_state_dict`` raises naming the differences.
+    """
+    check_type("path", path, (str, os.PathLike))
+    check_type("model", model, nn.Module)
+    if isinstance(model, DistributedDataParallel):
+        raise TypeError(
+            "model must be the plain model, got DistributedDataParallel: resume a DDP "
+            "run with fit(resume_from=path)"
+        )
+    checkpoint = load_checkpoint(path, restore_rng=False)
+    model.load_state_dict(plain_state_dict(checkpoint["model"]))
+    return checkpoint

@@ -27,10 +27,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
-from torch.distributed.tensor import DTensor
 
 from dlcore._checks import (
     check_choice,
@@ -51,13 +47,20 @@ __all__ = [
     "training_state_bytes",
 ]
 
-#: The pipelining schedules :func:`pipeline_schedules` runs, by name.
-SCHEDULES = {"GPipe": ScheduleGPipe, "1F1B": Schedule1F1B}
+#: The pipelining schedules :func:`pipeline_schedules` runs: a name for each of
+#: ``torch.distributed.pipelining``'s classes.
+SCHEDULES = {"GPipe": "ScheduleGPipe", "1F1B": "Schedule1F1B"}
+
+# torch.distributed.tensor and .pipelining take seconds to import (the latter pulls in
+# torch._dynamo): imported where used, so a notebook that only names these functions
+# for its ranks does not pay for them.
 
 
 def local_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
     """Bytes this rank holds of ``tensors``: a ``DTensor``'s local shard only
     (``to_local()``), a plain tensor whole; None counts nothing."""
+    from torch.distributed.tensor import DTensor
+
     total = 0
     for t in tensors:
         if t is None:
@@ -88,6 +91,8 @@ def training_state_bytes(
 
 def _flat(model: nn.Module) -> torch.Tensor:
     """Every parameter, whole (a DTensor gathered), flattened."""
+    from torch.distributed.tensor import DTensor
+
     full = [
         p.full_tensor() if isinstance(p, DTensor) else p for p in model.parameters()
     ]
@@ -143,9 +148,11 @@ def fsdp_vs_ddp(
     ddp_bytes = training_state_bytes(ddp, opt)
     del ddp, opt
 
-    torch.manual_seed(
-        seed
-    )  # fully_shard keeps each rank's values: start them equal
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    # fully_shard keeps each rank's values: start them equal
+    torch.manual_seed(seed)
     sharded, reference = MLP(sizes), MLP(sizes)
     reference.load_state_dict(sharded.state_dict())
     mesh = init_device_mesh("cpu", (world_size,))
@@ -212,7 +219,7 @@ def _largest(x: float) -> float:
 def pipeline_schedules(
     rank: int,
     world_size: int,
-    sizes: Sequence[int] = (256, 512, 512, 512, 512, 10),
+    sizes: Sequence[int] = (512, 512, 512, 512, 512, 10),
     batch_size: int = 256,
     micro_batches: Sequence[int] = (1, 2, 4, 8),
     schedules: Sequence[str] = ("GPipe", "1F1B"),
@@ -282,6 +289,8 @@ def pipeline_schedules(
     width_in = sizes[0] if rank == 0 else part[0].in_features
     width_out = [m for m in part if isinstance(m, nn.Linear)][-1].out_features
 
+    from torch.distributed import pipelining
+
     out: dict[str, Any] = {"unsplit_s": unsplit_s, "stage_params": [
         sum(p.numel() for p in s.parameters()) for s in parts]}  # fmt: skip
     for name in names:
@@ -289,8 +298,11 @@ def pipeline_schedules(
         for m in ms:
             try:
                 part.zero_grad()
-                stage = PipelineStage(part, rank, world_size, torch.device("cpu"))
-                schedule = SCHEDULES[name](stage, m, loss_fn=loss_fn)
+                stage = pipelining.PipelineStage(
+                    part, rank, world_size, torch.device("cpu")
+                )
+                schedule_class = getattr(pipelining, SCHEDULES[name])
+                schedule = schedule_class(stage, m, loss_fn=loss_fn)
             except ValueError as err:  # e.g. 1F1B wants m >= stages
                 out[name][m] = {"error": str(err)}
                 continue

@@ -458,7 +458,9 @@ def fit(
     ``set_epoch(epoch - 1)`` on the loader, or on its ``sampler`` (a ``DistributedSampler``
     reshuffles per epoch only so); in a ``torch.distributed`` run callbacks see ``state.rank``
     (``ModelCheckpoint`` writes on rank 0 only) and ``sync_metrics=True`` all-reduces loss and
-    accuracy so every rank logs the global figures (every rank must pass it).
+    accuracy so every rank logs the global figures (every rank must pass it), and
+    ``samples_per_s`` counts every rank's samples (over this rank's epoch seconds:
+    the ranks step in lockstep); without it, it is this rank's own rate.
 
     Interrupted (``KeyboardInterrupt``, the stop button in Jupyter), ``fit`` returns the History
     of the completed epochs with ``history.interrupted = True`` and a warning instead of
@@ -559,7 +561,8 @@ def fit(
             seconds = time.perf_counter() - t0
             if sums.n == 0:
                 raise ValueError("train_data yielded no batches")
-            results, _ = sums.results(per_mean, sync=sync_metrics)
+            # n: every rank's samples when synced, so the rate below is the global one
+            results, n = sums.results(per_mean, sync=sync_metrics)
             record = {"epoch": float(epoch), **results}
             if not math.isfinite(record["loss"]):
                 _non_finite(sums, epoch, optimizer, model, snapshot)
@@ -578,7 +581,7 @@ def fit(
                     {f"val_{k}": v for k, v in scores.items() if k != "n"}
                 )
             record["seconds"] = seconds
-            record["samples_per_s"] = sums.n / seconds if seconds > 0 else math.inf
+            record["samples_per_s"] = n / seconds if seconds > 0 else math.inf
             history.records.append(record)
             state.epoch, state.logs = epoch, record
             for cb in at_epoch_end:
