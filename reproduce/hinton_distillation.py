@@ -15,6 +15,9 @@ here); soft and hard losses mixed with alpha = 0.9 (the paper: a "considerably l
 on the hard one, value not given). Prints test errors (of 10,000) beside the paper's.
 
     python -m reproduce.hinton_distillation --teacher-epochs 60 --student-epochs 30 --seeds 0
+
+About 2.5 minutes per seed on one NVIDIA H200. On a CPU an epoch took 14 s of one core's time
+on average (3 + 3 epochs, measured): the defaults need roughly 35 minutes of a free core.
 """
 
 from __future__ import annotations
