@@ -134,3 +134,21 @@ def test_toc_pages_are_the_browser_checks_pages():
     pages = suite_counts.toc_pages(ROOT)
     assert pages[0] == "chapters/intro"
     assert "chapters/appendix/testing" in pages
+
+
+def test_subprocesses_print_plain_text_even_from_a_kernel(monkeypatch):
+    # ipykernel sets FORCE_COLOR, and pytest then colours its "N tests collected" line:
+    # the book build's kernel read no total until _run turned colour off
+    seen = {}
+
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+
+    def fake_run(args, **kwargs):
+        seen.update(kwargs["env"])
+        return Done()
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setattr(suite_counts.subprocess, "run", fake_run)
+    suite_counts._run(["-c", "pass"], ROOT)
+    assert "FORCE_COLOR" not in seen and seen["PY_COLORS"] == "0"

@@ -10,8 +10,9 @@ cases (a cost model fitted, a matmul peak measured): tens of seconds on two core
 the two is cached in ``_build/suite_counts.json`` under a hash of the files it depends on
 (tests: tests/, dlcore/, pyproject.toml, _toc.yml and the chapters' file names, over which
 tests are parametrized; benchmarks: benchmarks/, dlcore/, pyproject.toml). An unchanged tree
-reuses them in milliseconds; a changed file recounts its part. Pages and asserts are read
-fresh every time (milliseconds).
+reuses them in milliseconds; a changed file recounts its part. The three processes
+(tests, doctests, benchmark listing) run side by side. Pages and asserts are read fresh
+every time (milliseconds).
 
     python chapters/_ext/suite_counts.py     # print the counts (and refresh the cache)
 
@@ -37,7 +38,9 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ CACHE = ROOT / "_build" / "suite_counts.json"
 TESTS_DEPEND_ON = ("tests", "dlcore", "pyproject.toml", "_toc.yml")
 BENCH_DEPENDS_ON = ("benchmarks", "dlcore", "pyproject.toml")
 PARTS = ("tests", "benchmarks")  # the cached ones
+_CACHE_LOCK = threading.Lock()
 REFERENCE_NAME = re.compile(r"equal|match|bitwise")
 ASSERT_LINE = re.compile(r"^\s*assert\b", re.MULTILINE)
 TEST_ID = re.compile(r"^(?P<file>[^:\s]+\.py)::(?P<name>.+)$")
@@ -69,7 +73,16 @@ def _inputs_hash(root: Path, names: tuple[str, ...], extra: str = "") -> str:
 
 
 def _run(args: list[str], root: Path) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "DLCORE_DEVICE": "cpu"}
+    # plain text whatever the caller's terminal: a Jupyter kernel sets FORCE_COLOR, and
+    # pytest then colours the "N tests collected" line this module reads
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "DLCORE_DEVICE": "cpu",
+        "PY_COLORS": "0",
+        "NO_COLOR": "1",
+    }
+    env.pop("FORCE_COLOR", None)
     done = subprocess.run(
         [sys.executable, *args],
         cwd=root,
@@ -104,7 +117,10 @@ def collected_tests(root: Path = ROOT) -> list[str]:
     """The node ids pytest collects from tests/, then the docstring examples of dlcore that
     ``make unit`` runs (``--doctest-modules``; a second run, since tests/ has two conftests
     that doctest collection would import under one name)."""
-    return _collect(root, "tests") + _collect(root, "--doctest-modules", "dlcore")
+    with ThreadPoolExecutor(2) as pool:  # two processes side by side
+        tests = pool.submit(_collect, root, "tests")
+        docs = pool.submit(_collect, root, "--doctest-modules", "dlcore")
+        return tests.result() + docs.result()
 
 
 def benchmark_rows(root: Path = ROOT) -> dict[str, list[dict[str, str]]]:
@@ -191,17 +207,17 @@ def _cached(
     if not refresh and isinstance(entry, dict) and entry.get("key") == key:
         return entry["value"]
     value = compute()
-    store = _read_cache(
-        cache
-    )  # again: the other part may have been written meanwhile
-    store[part] = {"key": key, "value": value}
-    sys.path.insert(0, str(root))
-    try:  # the writer everything in dlcore uses: nothing half-written is ever read
-        from dlcore._atomic import atomic_write
-    finally:
-        sys.path.pop(0)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(cache, json.dumps(store, indent=2) + "\n")
+    with _CACHE_LOCK:  # the parts are computed in threads: one writer at a time
+        # read again: the other part may have been written meanwhile
+        store = _read_cache(cache)
+        store[part] = {"key": key, "value": value}
+        sys.path.insert(0, str(root))
+        try:  # the writer everything in dlcore uses: nothing half-written is read
+            from dlcore._atomic import atomic_write
+        finally:
+            sys.path.pop(0)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache, json.dumps(store, indent=2) + "\n")
     return value
 
 
@@ -210,12 +226,21 @@ def suite_counts(root: Path = ROOT, *, refresh: bool = False) -> dict[str, Any]:
     chapters = " ".join(sorted(p.name for p in (root / "chapters").glob("*.ipynb")))
     tests_key = _inputs_hash(root, TESTS_DEPEND_ON, chapters)
     bench_key = _inputs_hash(root, BENCH_DEPENDS_ON)
-    tests = _cached(
-        root, "tests", tests_key, lambda: classify(collected_tests(root)), refresh
-    )
-    rows = _cached(
-        root, "benchmarks", bench_key, lambda: benchmark_rows(root), refresh
-    )
+
+    def count_tests() -> dict[str, int]:
+        return classify(collected_tests(root))
+
+    def list_rows() -> dict[str, list[dict[str, str]]]:
+        return benchmark_rows(root)
+
+    with ThreadPoolExecutor(2) as pool:  # the parts' processes run side by side
+        tests_job = pool.submit(
+            _cached, root, "tests", tests_key, count_tests, refresh
+        )
+        rows_job = pool.submit(
+            _cached, root, "benchmarks", bench_key, list_rows, refresh
+        )
+        tests, rows = tests_job.result(), rows_job.result()
     return {
         **tests,
         "pages": len(toc_pages(root)),
