@@ -103,3 +103,18 @@ def test_masked_models_are_refused() -> None:
         export_onnx(model, torch.zeros(1, 4))
     with pytest.raises(TypeError, match="path"):
         export_onnx(nn.Linear(4, 3), torch.zeros(1, 4), 3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_model_exports_the_same_file_as_on_the_cpu(
+    models: dict[str, nn.Module], exported: dict[str, bytes]
+) -> None:
+    # the book's chapters export what they trained on the GPU; the file is the CPU one
+    gpu = copy.deepcopy(models["pruned"]).cuda()
+    data = export_onnx(gpu, torch.rand(1, 1, 28, 28, device="cuda"))
+    assert next(gpu.parameters()).is_cuda  # the caller's model stays where it was
+    x = torch.rand(5, 1, 28, 28)
+    session = onnx_session(data, threads=1)
+    with torch.no_grad():
+        ref = models["pruned"](x)
+    torch.testing.assert_close(run_onnx(session, x), ref, rtol=1e-5, atol=ATOL)

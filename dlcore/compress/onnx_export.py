@@ -13,6 +13,7 @@ ONNX side int8 comes from onnxruntime's own dynamic quantization (:func:`quantiz
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import warnings
@@ -60,6 +61,11 @@ def export_onnx(
             "(the masked file would hold weight_orig and weight_mask, twice the weights)"
         )
     _need("onnxscript")
+    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
+        # An ONNX file carries no device, and onnx_session runs on the CPU: export a CPU
+        # copy, so a GPU model gives the same file and no device-specific graph.
+        model = copy.deepcopy(model).cpu()
+    example = example.detach().cpu()
     was_training = model.training
     model.eval()
     try:
