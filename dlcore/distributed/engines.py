@@ -287,7 +287,8 @@ def pipeline_schedules(
     # what a stage's compute costs without the pipeline: its micro-batches' inputs
     # and output gradients, of the right shapes, made up front
     width_in = sizes[0] if rank == 0 else part[0].in_features
-    width_out = [m for m in part if isinstance(m, nn.Linear)][-1].out_features
+    linears = [layer for layer in part if isinstance(layer, nn.Linear)]
+    width_out = linears[-1].out_features
 
     from torch.distributed import pipelining
 
