@@ -546,6 +546,21 @@ def test_load_checkpoint_errors(tmp_path) -> None:  # type: ignore[no-untyped-de
         save_checkpoint(tmp_path / "m.pt", model, epoch=1, history={"records": []})  # type: ignore[arg-type]
 
 
+def test_a_ddp_checkpoint_into_a_plain_model_names_the_fix(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # DDP holds the model as .module: a checkpoint fit wrote under it names every weight
+    # module.*; a plain model gets one clear error, not a list of every missing key
+    class Wrapper(nn.Module):  # stands in for DistributedDataParallel's naming
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    model = mlp()
+    save_checkpoint(tmp_path / "ddp.pt", Wrapper(model), epoch=1)
+    with pytest.raises(ValueError, match="load_plain"):
+        load_checkpoint(tmp_path / "ddp.pt", mlp())
+    load_checkpoint(tmp_path / "ddp.pt", Wrapper(mlp()))  # wrapped again: loads
+
+
 def test_model_checkpoint_every_and_epoch_template(tmp_path) -> None:  # type: ignore[no-untyped-def]
     x, y = blobs(n=32)
     model = mlp()

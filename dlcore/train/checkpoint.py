@@ -7,7 +7,7 @@ import os
 import pathlib
 import random
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -279,6 +279,7 @@ def _listed(problems: list[str]) -> str:
 
 def _check_model_state(model: nn.Module, saved: dict[str, Any]) -> None:
     """Raise ``ValueError`` unless ``saved`` has the model's keys, shapes and dtypes exactly."""
+    _check_ddp_prefix(saved, model)
     own = model.state_dict()
     problems = [f"missing {k!r}" for k in own if k not in saved]
     problems += [f"unexpected {k!r}" for k in saved if k not in own]
@@ -339,4 +340,22 @@ def _check_optimizer_state(
     if problems:
         raise ValueError(
             f"optimizer does not match the checkpoint; nothing was loaded: {_listed(problems)}"
+        )
+
+
+def _check_ddp_prefix(saved: Mapping[str, Any], model: nn.Module) -> None:
+    """A checkpoint fit wrote under DDP names every weight ``module.…``; a plain model
+    would refuse it with a list of every key. Say what happened and what to call."""
+    ours = list(model.state_dict())
+    if (
+        saved
+        and ours
+        and all(k.startswith("module.") for k in saved)
+        and not any(k.startswith("module.") for k in ours)
+    ):
+        raise ValueError(
+            "model: the checkpoint was written by a DDP-wrapped model (every key starts "
+            "with 'module.'); load it into a plain model with "
+            "dlcore.distributed.load_plain(path, model), or resume with the model wrapped "
+            "by dlcore.distributed.data_parallel"
         )

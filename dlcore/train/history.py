@@ -15,7 +15,8 @@ class History:
     """Per-epoch records from :func:`fit`: ``history["loss"]`` is a list with one float per epoch.
 
     Keys: ``epoch`` (1-based), ``loss``, ``accuracy`` (classification), ``val_loss`` and
-    ``val_accuracy`` (with ``val=``), ``seconds`` and ``samples_per_s`` (training only).
+    ``val_accuracy`` (with ``val=``), ``seconds`` and ``samples_per_s`` (training only; under
+    DDP with ``sync_metrics=True`` every rank's samples together, else this rank's).
     """
 
     records: list[dict[str, float]] = field(default_factory=list)
