@@ -330,7 +330,7 @@ def test_make_bench_cases_use_compare_times(monkeypatch):
     )
     # restored afterwards
     assert one.threads == 1 and torch.get_num_threads() == threads
-    with pytest.raises(ValueError, match="target must use"):
+    with pytest.raises(ValueError, match="target must be"):
         run_case(Case("c", ours, reference, "ref", ("<", 1.0)))
 
 
