@@ -26,6 +26,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from dlcore._checks import check_real
 from dlcore.measure import INVESTMENT_KEYS, RETURN_KEYS, Ledger
 
 __all__ = [
@@ -348,12 +349,15 @@ def show_images(
     ncols: int = 8,
     fig: Figure | None = None,
     cmap: str = "gray",
+    fontsize: float = 10.0,
 ) -> Figure:
     """A grid of images, e.g. MNIST digits or a layer's weights as pictures.
 
     ``images``: ``(N, H, W)``, ``(N, 1, H, W)``, or ``(N, D)`` with ``D`` a perfect square (a
     ``Linear(784, k)`` weight is ``(k, 784)``: ``show_images(w)`` shows its ``k`` 28×28 filters).
-    Each image is scaled on its own. ``labels`` become the titles.
+    Each image is scaled on its own. ``labels`` become the titles, at ``fontsize`` points (the
+    figure is 1.1 in per column: a page narrower than that shrinks the labels with it, so pass
+    fewer ``ncols`` for long labels).
     """
     array = (
         images.detach().cpu().numpy()
@@ -389,6 +393,7 @@ def show_images(
         raise TypeError(f"cmap must be a colormap name or Colormap, got {cmap!r}")
     if isinstance(cmap, str) and cmap not in mpl.colormaps:
         raise ValueError(f"cmap must be a matplotlib colormap name, got {cmap!r}")
+    fontsize = check_real("fontsize", fontsize, low=1.0)
 
     cols = min(int(ncols), n)
     rows = math.ceil(n / cols)
@@ -396,7 +401,7 @@ def show_images(
         fig = plt.figure(
             figsize=(
                 1.1 * cols,
-                1.1 * rows + (0.25 * rows if labels is not None else 0),
+                1.1 * rows + (0.03 * fontsize * rows if labels is not None else 0),
             )
         )
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -405,5 +410,5 @@ def show_images(
         if k < n:
             ax.imshow(array[k], cmap=cmap)
             if labels is not None:
-                ax.set_title(str(labels[k]), fontsize=8)
+                ax.set_title(str(labels[k]), fontsize=fontsize)
     return fig

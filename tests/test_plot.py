@@ -225,6 +225,17 @@ def test_show_images_grid(shape):
     assert [ax.get_title() for ax in drawn][:3] == ["0", "1", "2"]
 
 
+def test_show_images_labels_at_a_readable_size():
+    fig = show_images(torch.rand(4, 8, 8), labels=list("abcd"))
+    assert {ax.title.get_fontsize() for ax in fig.axes} == {10.0}
+    fig = show_images(torch.rand(2, 8, 8), labels=["a", "b"], fontsize=12)
+    assert {ax.title.get_fontsize() for ax in fig.axes} == {12.0}
+    with pytest.raises(ValueError, match="fontsize"):
+        show_images(torch.rand(2, 8, 8), fontsize=0)
+    with pytest.raises(TypeError, match="fontsize"):
+        show_images(torch.rand(2, 8, 8), fontsize="big")
+
+
 def test_show_images_into_given_figure():
     fig = plt.figure()
     assert show_images(np.zeros((3, 5, 5)), fig=fig) is fig
