@@ -1,6 +1,5 @@
 """dlcore.compress.experiments: Han's schedule reaches the paper's per-layer rates
-through fit, the Pareto front by hand, the budget plan, and compression_points' rows
-on a small task."""
+through fit, the budget plan, and compression_points' rows on a small task."""
 
 from __future__ import annotations
 
@@ -14,10 +13,9 @@ from dlcore.compress.experiments import (
     _plan,
     compression_points,
     han_schedule,
-    pareto_front,
 )
 from dlcore.data import TensorLoader, TrainTest
-from dlcore.measure import Ledger
+from dlcore.measure import pareto_front
 from dlcore.models import LeNet300_100
 from dlcore.train import fit
 
@@ -69,50 +67,6 @@ def test_han_schedule_rejects_bad_arguments() -> None:
         han_schedule(model, steps=0)
 
 
-def _ledger(points: dict[str, tuple[float, float, float]]) -> Ledger:
-    ledger = Ledger("points")
-    for name, (size, latency, acc) in points.items():
-        ledger.add(name, invest={"compressed_bytes": size},
-                   returns={"latency_b1_s": latency, "test_acc": acc})  # fmt: skip
-    return ledger
-
-
-def test_pareto_front_keeps_exactly_the_undominated_rows() -> None:
-    ledger = _ledger(
-        {
-            "big and accurate": (100.0, 1.0, 0.99),
-            "dominated": (100.0, 2.0, 0.98),  # bigger/slower/worse than the first
-            "small": (10.0, 3.0, 0.90),
-            "equal to small": (10.0, 3.0, 0.90),  # ties dominate nobody
-            "fast": (50.0, 0.5, 0.95),
-        }
-    )
-    assert pareto_front(ledger) == [
-        "big and accurate",
-        "small",
-        "equal to small",
-        "fast",
-    ]
-    # size and accuracy alone: "fast" still trades size against accuracy
-    two = pareto_front(ledger, minimize=("compressed_bytes",))
-    assert two == ["big and accurate", "small", "equal to small", "fast"]
-    assert pareto_front(ledger, minimize=(), maximize=("test_acc",)) == [
-        "big and accurate"
-    ]
-
-
-def test_pareto_front_rejects_bad_arguments() -> None:
-    ledger = _ledger({"a": (1.0, 1.0, 0.5)})
-    with pytest.raises(TypeError, match="ledger"):
-        pareto_front([("a", 1.0)])  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="minimize"):
-        pareto_front(ledger, minimize="compressed_bytes")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="at least one key"):
-        pareto_front(ledger, minimize=(), maximize=())
-    with pytest.raises(KeyError, match="flops"):
-        pareto_front(ledger, minimize=("flops",))
-
-
 def test_plan_grows_with_the_budget_and_stays_in_bounds() -> None:
     small = _plan(10.0, 5000.0, 60_000)
     large = _plan(100.0, 5000.0, 60_000)
@@ -153,7 +107,12 @@ def test_compression_points_measures_every_method() -> None:
     int8 = ledger["int8 torch.ao"]
     assert int8.get("model_bytes") < dense.get("model_bytes") / 3
     assert ledger["structured 50 %"].get("params") < dense.get("params") / 2
-    assert "pruned + shared 6-bit" in pareto_front(ledger)  # the smallest row
+    front = pareto_front(
+        ledger,
+        minimize=("compressed_bytes", "latency_b1_s"),
+        maximize=("test_acc",),
+    )
+    assert "pruned + shared 6-bit" in front  # the smallest row
 
 
 def test_compression_points_rejects_bad_arguments() -> None:

@@ -1,9 +1,9 @@
-"""The compression chapter's experiments as functions: Han's schedule, the Pareto
-front, and every method's (size, latency, accuracy) point under a time budget, which
-the ROI chapter calls.
+"""The compression chapter's experiments as functions: Han's schedule and every
+method's (size, latency, accuracy) point under a time budget, which the ROI chapter
+calls; :func:`dlcore.measure.pareto_front` finds the rows no other row beats.
 
     ledger = compression_points(budget_s=60)   # trains LeNet-300-100, compresses it
-    pareto_front(ledger)                        # the rows no other row beats
+    pareto_front(ledger, minimize=("compressed_bytes",), maximize=("test_acc",))
 
 :func:`compression_points` spends its budget in three parts: about 40 % training the
 dense LeNet-300-100 (Adam 1e-3), 30 % retraining the methods that need it, the rest
@@ -40,7 +40,10 @@ from dlcore.compress.pruning import (
 from dlcore.compress.structured import prune_neurons
 from dlcore.compress.weight_sharing import deep_compression_bytes, share_weights
 from dlcore.data import TensorLoader, TrainTest
-from dlcore.measure import Ledger
+from dlcore.measure import (
+    Ledger,
+    pareto_front,  # noqa: F401 (0.2.0 imported it here)
+)
 from dlcore.models import MLP, LeNet300_100
 from dlcore.runtime import get_device
 from dlcore.train import fit
@@ -48,7 +51,6 @@ from dlcore.train import fit
 __all__ = [
     "HAN_LENET300_KEPT",
     "han_schedule",
-    "pareto_front",
     "compression_points",
 ]
 
@@ -82,50 +84,6 @@ def han_schedule(
             for t in range(1, steps + 1)
         }
     )
-
-
-def _value(row: Any, key: str) -> float:
-    value = row.get(key)
-    if value is None:
-        raise KeyError(f"row {row.name!r} has no {key!r}")
-    return float(value)
-
-
-def pareto_front(
-    ledger: Ledger,
-    *,
-    minimize: Sequence[str] = ("compressed_bytes", "latency_b1_s"),
-    maximize: Sequence[str] = ("test_acc",),
-) -> list[str]:
-    """Names of the rows of ``ledger`` that no other row dominates, in ledger order.
-
-    Row ``a`` dominates ``b`` when it is no worse in every key (lower in
-    ``minimize``, higher in ``maximize``) and better in at least one. Every row must
-    have every key.
-    """
-    check_type("ledger", ledger, Ledger)
-    for name, keys in (("minimize", minimize), ("maximize", maximize)):
-        if isinstance(keys, str) or not isinstance(keys, Sequence):
-            raise TypeError(f"{name} must be a sequence of keys, got {keys!r}")
-    if not minimize and not maximize:
-        raise ValueError("give at least one key in minimize or maximize")
-    rows = list(ledger)
-    # every key as "lower is better"
-    points = {
-        r.name: [_value(r, k) for k in minimize] + [-_value(r, k) for k in maximize]
-        for r in rows
-    }
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b)) and any(
-            x < y for x, y in zip(a, b)
-        )
-
-    return [
-        n
-        for n, p in points.items()
-        if not any(dominates(q, p) for m, q in points.items() if m != n)
-    ]
 
 
 # --------------------------------------------------------------------- the ROI points

@@ -24,6 +24,7 @@ the part wrapped in :meth:`Row.timed`::
         row.returns(test_acc=evaluate(model, test)["accuracy"])
     ledger  # a table in the notebook
     plot_ledger(ledger, x="train_s", y="test_acc")  # dlcore.plot: cost vs return
+    pareto_front(ledger, minimize=("train_s",), maximize=("test_acc",))  # the unbeaten rows
 """
 
 from dlcore.measure.costs import (
@@ -34,6 +35,7 @@ from dlcore.measure.costs import (
 )
 from dlcore.measure.ledger import INVESTMENT_KEYS, RETURN_KEYS, Ledger, Row
 from dlcore.measure.memory import MemoryUsage, peak_memory, track_memory
+from dlcore.measure.pareto import pareto_front
 from dlcore.measure.timing import (
     Comparison,
     Timing,
@@ -69,4 +71,5 @@ __all__ = [
     "format_value",
     "Row",
     "Ledger",
+    "pareto_front",
 ]
