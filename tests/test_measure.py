@@ -418,6 +418,27 @@ def test_peak_memory_cpu_sees_transient_allocation():
 
 
 @needs_vmhwm
+@pytest.mark.skipif(
+    measure.memory._TRIM is None, reason="needs glibc's malloc_trim"
+)
+def test_a_block_that_reuses_freed_heap_memory_still_sees_its_growth():
+    # 16 MB in 64 KB tensors: below glibc's mmap threshold, so heap memory. With a
+    # live tensor above them on the heap, their pages stay resident in the free lists
+    # after `del` until trimmed; untrimmed, the block below reused them and measured
+    # 0.06-0.13 MB (it was how a training run after a larger one measured 0 B).
+    def allocate() -> list[torch.Tensor]:
+        return [torch.ones(16_384) for _ in range(256)]
+
+    kept = allocate()
+    pin = torch.ones(16_384)
+    del kept
+    with track_memory("cpu") as usage:
+        again = allocate()
+    assert usage.peak_bytes >= 0.75 * 16 * MB
+    del again, pin
+
+
+@needs_vmhwm
 def test_track_memory_context_manager():
     with track_memory("cpu") as usage:
         assert usage.peak_bytes is None
