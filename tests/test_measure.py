@@ -962,3 +962,36 @@ def test_timing_prints_no_cuda_runtime_warning() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "No CUDA runtime" not in result.stderr, result.stderr
+
+
+def test_select_keeps_only_the_named_keys_of_the_chosen_rows():
+    ledger = Ledger("wide")
+    ledger.add("a", invest={"train_s": 1.0, "params": 10}, returns={"test_acc": 0.9},
+               chapter="mlp")  # fmt: skip
+    ledger.add("b", invest={"train_s": 2.0, "flops": 5.0}, returns={"val_acc": 0.8})
+    narrow = ledger.select("train_s", "test_acc")
+    assert narrow.names == ["a", "b"] and narrow.name == "wide"
+    assert narrow["a"].investment == {"train_s": 1.0}
+    assert narrow["a"].result == {"test_acc": 0.9} and narrow["a"].tags == {}
+    assert narrow["b"].result == {}  # a row without the key keeps an empty cell
+    assert narrow._cells()[0] == ["name", "train_s", "test_acc"]
+    assert ledger["a"].investment["params"] == 10  # the original is untouched
+    picked = ledger.select("chapter", "val_acc", rows=["b", "a"])
+    assert picked.names == ["b", "a"] and picked["a"].tags == {"chapter": "mlp"}
+
+
+def test_select_refuses_what_it_cannot_select():
+    ledger = Ledger("wide")
+    ledger.add("a", invest={"train_s": 1.0})
+    with pytest.raises(ValueError, match="at least one key"):
+        ledger.select()
+    with pytest.raises(
+        KeyError, match="test_ac"
+    ):  # a typo names itself and the keys
+        ledger.select("test_ac")
+    with pytest.raises(TypeError, match="keys must be str"):
+        ledger.select(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="rows must be an iterable"):
+        ledger.select("train_s", rows="a")
+    with pytest.raises(KeyError, match="no row named 'z'"):
+        ledger.select("train_s", rows=["z"])

@@ -23,6 +23,7 @@ the part wrapped in :meth:`Row.timed`::
         )
         row.returns(test_acc=evaluate(model, test)["accuracy"])
     ledger  # a table in the notebook
+    ledger.select("train_s", "test_acc")  # only the columns one question needs
     plot_ledger(ledger, x="train_s", y="test_acc")  # dlcore.plot: cost vs return
     pareto_front(ledger, minimize=("train_s",), maximize=("test_acc",))  # the unbeaten rows
 """

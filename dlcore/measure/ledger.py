@@ -365,6 +365,39 @@ class Ledger:
         return [r.name for r in self.rows]
 
     # ---- views
+    def select(self, *keys: str, rows: Iterable[str] | None = None) -> Ledger:
+        """A narrower ledger: every row (or those named in ``rows``, in that order) with
+        only ``keys`` among its tags, investment and result — the columns one question
+        needs, where the whole ledger is too wide to read::
+
+            ledger.select("train_s", "test_acc")  # a two-column table
+
+        A key no row has is refused by name (a typo would otherwise give an empty column).
+        """
+        if not keys:
+            raise ValueError("give at least one key to select")
+        for k in keys:
+            if not isinstance(k, str):
+                raise TypeError(f"keys must be str, got {type(k).__name__} ({k!r})")
+        known = {k for r in self.rows for k in (*r.tags, *r.investment, *r.result)}
+        missing = [k for k in keys if k not in known]
+        if missing:
+            raise KeyError(
+                f"no row of ledger {self.name!r} has {missing}; keys: {sorted(known)}"
+            )
+        if isinstance(rows, str):
+            raise TypeError(f"rows must be an iterable of row names, got {rows!r}")
+        chosen = self.rows if rows is None else [self[name] for name in rows]
+        narrow = Ledger(self.name, device=self.device)
+        for r in chosen:
+            narrow.add(
+                r.name,
+                invest={k: v for k, v in r.investment.items() if k in keys},
+                returns={k: v for k, v in r.result.items() if k in keys},
+                **{k: v for k, v in r.tags.items() if k in keys},
+            )
+        return narrow
+
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per row: ``name``, tags, investment, result (raw numbers)."""
         return [
